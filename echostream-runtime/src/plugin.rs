@@ -1,0 +1,37 @@
+//! [`Plugin`]: code that follows an endpoint's life (start, sessions coming and going, refused
+//! connections) rather than its frames.
+
+use std::net::SocketAddr;
+
+use crate::context::Context;
+use crate::error::Error;
+use crate::session::Session;
+
+/// Lifecycle callbacks of an endpoint. Every method has an empty default; implement those you need.
+///
+/// Callbacks run on the runtime's tasks and must not block; spawn a task for slow work. A plugin
+/// can store what it needs in the [`Context`] or the session's state, e.g. load a user's profile
+/// into the session when it connects.
+pub trait Plugin: Send + Sync + 'static {
+    /// The endpoint started: a server is bound and about to accept connections, a client endpoint
+    /// is built. Runs after the context's start hooks.
+    fn on_server_start(&self, ctx: &Context) {
+        let _ = ctx;
+    }
+
+    /// A session completed its handshake and is about to serve its first frame.
+    fn on_new_session(&self, session: &Session) {
+        let _ = session;
+    }
+
+    /// A session's connection closed; [`Session::close_reason`] says why.
+    fn on_session_closed(&self, session: &Session) {
+        let _ = session;
+    }
+
+    /// An incoming connection was refused before it became a session (TLS failure, another
+    /// protocol version, no hello in time); `error` says why.
+    fn on_connection_refused(&self, remote: SocketAddr, error: &Error) {
+        let _ = (remote, error);
+    }
+}
