@@ -42,6 +42,9 @@ pub enum CodecError {
     /// The frame decoded but carries no payload.
     #[error("frame has no payload")]
     MissingPayload,
+    /// A frame arrived where the protocol allows none.
+    #[error("unexpected frame: {0}")]
+    Unexpected(&'static str),
     /// The stream ended in the middle of a frame.
     #[error("stream ended inside a frame")]
     Truncated,
@@ -70,16 +73,17 @@ impl Encoder {
             return len;
         };
         let data = take_data(&mut payload);
-        let data_field = data.as_ref().map_or(0, |(tag, data)| bytes_field_len(*tag, data));
+        let data_field = data
+            .as_ref()
+            .map_or(0, |(tag, data)| bytes_field_len(*tag, data));
         let inner_len = payload_encoded_len(&payload) + data_field;
         let tag = payload_tag(&payload);
-        let frame_len = frame.encoded_len()
-            + key_len(tag)
-            + encoded_len_varint(inner_len as u64)
-            + inner_len;
+        let frame_len =
+            frame.encoded_len() + key_len(tag) + encoded_len_varint(inner_len as u64) + inner_len;
 
         // Everything but the payload bytes, plus room for the prefix and the data field's key.
-        self.scratch.reserve(frame_len - data_field + 2 * MAX_VARINT_LEN + 4);
+        self.scratch
+            .reserve(frame_len - data_field + 2 * MAX_VARINT_LEN + 4);
         encode_varint(frame_len as u64, &mut self.scratch);
         frame.encode_raw(&mut self.scratch);
         encode_key(tag, WireType::LengthDelimited, &mut self.scratch);
@@ -96,6 +100,11 @@ impl Encoder {
             }
         }
         frame_len
+    }
+
+    /// Appends one raw byte: the stream-type byte that opens a unidirectional stream.
+    pub fn put_byte(&mut self, byte: u8) {
+        self.scratch.put_u8(byte);
     }
 
     /// Moves the header bytes written since the last flush to `chunks`.
@@ -354,7 +363,11 @@ mod tests {
         let data = Bytes::from(vec![1u8; 64 * 1024]);
         let chunks = Encoder::new().encode_one(request(data.clone()));
         assert_eq!(chunks.len(), 2);
-        assert_eq!(chunks[1].as_ptr(), data.as_ptr(), "payload sent as the caller's buffer");
+        assert_eq!(
+            chunks[1].as_ptr(),
+            data.as_ptr(),
+            "payload sent as the caller's buffer"
+        );
         let small = Encoder::new().encode_one(request(Bytes::from_static(b"tiny")));
         assert_eq!(small.len(), 1, "small payloads ride in the header chunk");
     }
@@ -394,7 +407,10 @@ mod tests {
             panic!("not a request")
         };
         let offset = req.data.as_ptr() as usize - wire.as_ptr() as usize;
-        assert!(offset < wire.len(), "payload is a slice of the received chunk");
+        assert!(
+            offset < wire.len(),
+            "payload is a slice of the received chunk"
+        );
     }
 
     #[test]
@@ -416,11 +432,17 @@ mod tests {
 
         let mut decoder = Decoder::new(DEFAULT_MAX_FRAME_SIZE);
         decoder.feed(Bytes::from_static(&[3, 0xff, 0xff, 0xff]));
-        assert!(matches!(decoder.next_frame(), Err(CodecError::Malformed(_))));
+        assert!(matches!(
+            decoder.next_frame(),
+            Err(CodecError::Malformed(_))
+        ));
 
         let mut decoder = Decoder::new(DEFAULT_MAX_FRAME_SIZE);
         decoder.feed(Bytes::from_static(&[0]));
-        assert!(matches!(decoder.next_frame(), Err(CodecError::MissingPayload)));
+        assert!(matches!(
+            decoder.next_frame(),
+            Err(CodecError::MissingPayload)
+        ));
     }
 
     #[test]
@@ -441,6 +463,8 @@ mod tests {
             Some((u64::MAX, 10))
         );
         assert!(peek_varint(&[0x80; 9]).unwrap().is_none());
-        assert!(peek_varint(&[0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x02]).is_err());
+        assert!(
+            peek_varint(&[0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x02]).is_err()
+        );
     }
 }

@@ -11,7 +11,9 @@ use crate::state::State;
 /// The error a start or stop hook returns.
 pub type HookError = Box<dyn std::error::Error + Send + Sync>;
 
-type Hook = Arc<dyn Fn(Context) -> Pin<Box<dyn Future<Output = Result<(), HookError>> + Send>> + Send + Sync>;
+type Hook = Arc<
+    dyn Fn(Context) -> Pin<Box<dyn Future<Output = Result<(), HookError>> + Send>> + Send + Sync,
+>;
 
 /// Shared by an endpoint and every session on it: global typed state, and hooks run when the
 /// endpoint starts (a server's `bind`, a client's `build`) and when it stops (a server's
@@ -60,7 +62,11 @@ impl Context {
         Fut: Future<Output = Result<(), HookError>> + Send + 'static,
     {
         let hook: Hook = Arc::new(move |ctx| Box::pin(hook(ctx)));
-        self.inner.on_start.lock().unwrap_or_else(|e| e.into_inner()).push(hook);
+        self.inner
+            .on_start
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(hook);
     }
 
     /// Adds a hook run by [`Context::stop`]. Stop hooks run in the reverse order of their
@@ -71,12 +77,21 @@ impl Context {
         Fut: Future<Output = Result<(), HookError>> + Send + 'static,
     {
         let hook: Hook = Arc::new(move |ctx| Box::pin(hook(ctx)));
-        self.inner.on_stop.lock().unwrap_or_else(|e| e.into_inner()).push(hook);
+        self.inner
+            .on_stop
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(hook);
     }
 
     /// Runs the start hooks in order; stops at the first that fails and returns its error.
     pub async fn start(&self) -> Result<(), HookError> {
-        let hooks = self.inner.on_start.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let hooks = self
+            .inner
+            .on_start
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
         for hook in hooks {
             hook(self.clone()).await?;
         }
@@ -85,7 +100,12 @@ impl Context {
 
     /// Runs every stop hook, last added first, even when some fail; returns the first error.
     pub async fn stop(&self) -> Result<(), HookError> {
-        let hooks = self.inner.on_stop.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let hooks = self
+            .inner
+            .on_stop
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
         let mut first_error = None;
         for hook in hooks.iter().rev() {
             if let Err(error) = hook(self.clone()).await {
@@ -115,11 +135,19 @@ mod tests {
         ctx.set("log", Mutex::new(Vec::<&'static str>::new()));
         for (name, stop) in [("a", "stop a"), ("b", "stop b")] {
             ctx.on_start(move |ctx| async move {
-                ctx.get::<Mutex<Vec<&str>>>("log").unwrap().lock().unwrap().push(name);
+                ctx.get::<Mutex<Vec<&str>>>("log")
+                    .unwrap()
+                    .lock()
+                    .unwrap()
+                    .push(name);
                 Ok(())
             });
             ctx.on_stop(move |ctx| async move {
-                ctx.get::<Mutex<Vec<&str>>>("log").unwrap().lock().unwrap().push(stop);
+                ctx.get::<Mutex<Vec<&str>>>("log")
+                    .unwrap()
+                    .lock()
+                    .unwrap()
+                    .push(stop);
                 Ok(())
             });
         }

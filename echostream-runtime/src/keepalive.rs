@@ -65,13 +65,11 @@ impl PongSample {
 #[derive(Clone, Copy, Debug, Default)]
 pub(crate) struct RttEstimator {
     smoothed: Option<Duration>,
-    latest: Option<Duration>,
 }
 
 impl RttEstimator {
     /// Takes in one sample.
     pub(crate) fn update(&mut self, sample: Duration) {
-        self.latest = Some(sample);
         self.smoothed = Some(match self.smoothed {
             None => sample,
             Some(old) => (old * 7 + sample) / 8,
@@ -81,11 +79,6 @@ impl RttEstimator {
     /// The smoothed round trip, once a sample arrived.
     pub(crate) fn smoothed(&self) -> Option<Duration> {
         self.smoothed
-    }
-
-    /// The last sample.
-    pub(crate) fn latest(&self) -> Option<Duration> {
-        self.latest
     }
 }
 
@@ -120,7 +113,6 @@ mod tests {
         assert_eq!(rtt.smoothed(), Some(Duration::from_millis(80)));
         rtt.update(Duration::from_millis(160));
         assert_eq!(rtt.smoothed(), Some(Duration::from_millis(90)));
-        assert_eq!(rtt.latest(), Some(Duration::from_millis(160)));
     }
 
     #[test]

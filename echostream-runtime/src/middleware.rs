@@ -31,7 +31,11 @@ use crate::status::Status;
 #[async_trait]
 pub trait Middleware: Send + Sync + 'static {
     /// Sees a frame received from the peer, before it is routed.
-    async fn on_frame_inbound(&self, session: &Session, frame: Frame) -> Result<Option<Frame>, Status> {
+    async fn on_frame_inbound(
+        &self,
+        session: &Session,
+        frame: Frame,
+    ) -> Result<Option<Frame>, Status> {
         let _ = session;
         Ok(Some(frame))
     }
@@ -62,12 +66,12 @@ impl Middlewares {
         self.layers.is_empty()
     }
 
-    pub(crate) fn len(&self) -> usize {
-        self.layers.len()
-    }
-
     /// Runs an inbound frame through every layer, first registered first.
-    pub(crate) async fn inbound(&self, session: &Session, mut frame: Frame) -> Result<Option<Frame>, Status> {
+    pub(crate) async fn inbound(
+        &self,
+        session: &Session,
+        mut frame: Frame,
+    ) -> Result<Option<Frame>, Status> {
         for layer in &self.layers {
             match layer.on_frame_inbound(session, frame).await? {
                 Some(next) => frame = next,
@@ -78,7 +82,11 @@ impl Middlewares {
     }
 
     /// Runs an outbound frame through every layer, last registered first.
-    pub(crate) async fn outbound(&self, session: &Session, mut frame: Frame) -> Result<Option<Frame>, Status> {
+    pub(crate) async fn outbound(
+        &self,
+        session: &Session,
+        mut frame: Frame,
+    ) -> Result<Option<Frame>, Status> {
         for layer in self.layers.iter().rev() {
             match layer.on_frame_outbound(session, frame).await? {
                 Some(next) => frame = next,

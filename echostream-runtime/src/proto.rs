@@ -36,9 +36,14 @@ mod tests {
     #[test]
     fn checked_in_code_matches_proto() {
         let fresh = regenerate();
-        let path: PathBuf = [env!("CARGO_MANIFEST_DIR"), "src", "proto", "echostream.v1.rs"]
-            .iter()
-            .collect();
+        let path: PathBuf = [
+            env!("CARGO_MANIFEST_DIR"),
+            "src",
+            "proto",
+            "echostream.v1.rs",
+        ]
+        .iter()
+        .collect();
         if std::env::var_os("ECHO_BLESS").is_some() {
             std::fs::write(&path, &fresh).expect("write generated code");
             return;

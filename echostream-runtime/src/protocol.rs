@@ -110,8 +110,14 @@ mod tests {
 
     #[test]
     fn close_codes_have_names() {
-        assert_eq!(close_code_name(ErrorCode::ProtocolError as u64), "PROTOCOL_ERROR");
-        assert_eq!(close_code_name(ErrorCode::VersionMismatch as u64), "VERSION_MISMATCH");
+        assert_eq!(
+            close_code_name(ErrorCode::ProtocolError as u64),
+            "PROTOCOL_ERROR"
+        );
+        assert_eq!(
+            close_code_name(ErrorCode::VersionMismatch as u64),
+            "VERSION_MISMATCH"
+        );
         assert_eq!(close_code_name(0x100), "APPLICATION");
         assert_eq!(close_code_name(u64::MAX), "APPLICATION");
     }

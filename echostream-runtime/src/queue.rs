@@ -82,7 +82,8 @@ impl<T> OutQueue<T> {
     pub(crate) async fn pop_batch(&self, out: &mut Vec<T>, max_items: usize) -> bool {
         loop {
             {
-                let mut state = self.lock();
+                let mut guard = self.lock();
+                let state = &mut *guard;
                 if !state.items.is_empty() {
                     let n = state.items.len().min(max_items.max(1));
                     for (item, size) in state.items.drain(..n) {
@@ -122,11 +123,6 @@ impl<T> OutQueue<T> {
         discarded
     }
 
-    /// Whether the queue refuses new items.
-    pub(crate) fn is_closed(&self) -> bool {
-        self.lock().closed
-    }
-
     fn lock(&self) -> std::sync::MutexGuard<'_, State<T>> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -152,7 +148,11 @@ mod tests {
     #[test]
     fn refuses_past_the_byte_limit_but_takes_one_big_frame_when_empty() {
         let q = queue(10, 100);
-        assert_eq!(q.push(1, 500), Ok(()), "an empty queue takes a frame of any size");
+        assert_eq!(
+            q.push(1, 500),
+            Ok(()),
+            "an empty queue takes a frame of any size"
+        );
         assert_eq!(q.push(2, 1), Err(PushError::Full));
         let q = queue(10, 100);
         assert_eq!(q.push(1, 60), Ok(()));

@@ -138,7 +138,10 @@ impl Router {
         F: Fn(Session, RpcRequest) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<Bytes, Status>> + Send + 'static,
     {
-        self.add_rpc(RpcFn { name: name.into(), f })
+        self.add_rpc(RpcFn {
+            name: name.into(),
+            f,
+        })
     }
 
     /// Registers an async closure as the handler of RPC `name`, on protobuf messages: the request
@@ -169,7 +172,10 @@ impl Router {
         F: Fn(Session, EventPack) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = ()> + Send + 'static,
     {
-        self.add_event(EventFn { name: name.into(), f })
+        self.add_event(EventFn {
+            name: name.into(),
+            f,
+        })
     }
 
     /// Registers an async closure as a handler of event `name`, on protobuf messages. An event
@@ -209,7 +215,35 @@ impl Router {
         F: Fn(Session, StreamInfo, StreamFrame) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = ()> + Send + 'static,
     {
-        self.add_stream(StreamFn { name: name.into(), f })
+        self.add_stream(StreamFn {
+            name: name.into(),
+            f,
+        })
+    }
+
+    /// Moves every handler of `other` into this router.
+    ///
+    /// # Panics
+    /// If both routers have a handler for the same method or stream name.
+    pub fn merge(&mut self, other: Router) -> &mut Router {
+        for (name, handler) in other.rpcs {
+            assert!(
+                !self.rpcs.contains_key(&name),
+                "an RPC handler is already registered for {name:?}"
+            );
+            self.rpcs.insert(name, handler);
+        }
+        for (name, handlers) in other.events {
+            self.events.entry(name).or_default().extend(handlers);
+        }
+        for (name, handler) in other.streams {
+            assert!(
+                !self.streams.contains_key(&name),
+                "a stream handler is already registered for {name:?}"
+            );
+            self.streams.insert(name, handler);
+        }
+        self
     }
 
     /// The handler of RPC `name`.
@@ -218,14 +252,20 @@ impl Router {
     }
 
     /// The handlers of event `name`.
-    pub(crate) fn event_handlers(&self, name: &str) -> Option<(&Arc<str>, &[Arc<dyn EventHandler>])> {
+    pub(crate) fn event_handlers(
+        &self,
+        name: &str,
+    ) -> Option<(&Arc<str>, &[Arc<dyn EventHandler>])> {
         self.events
             .get_key_value(name)
             .map(|(k, v)| (k, v.as_slice()))
     }
 
     /// The handler of streams named `name`.
-    pub(crate) fn stream_handler(&self, name: &str) -> Option<(&Arc<str>, &Arc<dyn StreamHandler>)> {
+    pub(crate) fn stream_handler(
+        &self,
+        name: &str,
+    ) -> Option<(&Arc<str>, &Arc<dyn StreamHandler>)> {
         self.streams.get_key_value(name)
     }
 

@@ -230,7 +230,10 @@ mod tests {
 
     #[test]
     fn display_shows_code_and_message() {
-        assert_eq!(Status::not_found("no such method").to_string(), "NOT_FOUND: no such method");
+        assert_eq!(
+            Status::not_found("no such method").to_string(),
+            "NOT_FOUND: no such method"
+        );
     }
 
     #[test]
