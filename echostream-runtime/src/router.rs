@@ -69,6 +69,9 @@ pub trait Service {
     fn register(self, router: &mut Router);
 }
 
+/// The handlers registered for one event name, in registration order.
+pub(crate) type EventHandlers = Vec<Arc<dyn EventHandler>>;
+
 /// Maps method, event and stream names to their handlers.
 ///
 /// Unknown methods are answered `NOT_FOUND`; unknown events are counted
@@ -77,7 +80,7 @@ pub trait Service {
 #[derive(Clone, Default)]
 pub struct Router {
     rpcs: HashMap<Arc<str>, Arc<dyn RpcHandler>>,
-    events: HashMap<Arc<str>, Vec<Arc<dyn EventHandler>>>,
+    events: HashMap<Arc<str>, EventHandlers>,
     streams: HashMap<Arc<str>, Arc<dyn StreamHandler>>,
 }
 
@@ -252,13 +255,8 @@ impl Router {
     }
 
     /// The handlers of event `name`.
-    pub(crate) fn event_handlers(
-        &self,
-        name: &str,
-    ) -> Option<(&Arc<str>, &[Arc<dyn EventHandler>])> {
-        self.events
-            .get_key_value(name)
-            .map(|(k, v)| (k, v.as_slice()))
+    pub(crate) fn event_handlers(&self, name: &str) -> Option<(&Arc<str>, &EventHandlers)> {
+        self.events.get_key_value(name)
     }
 
     /// The handler of streams named `name`.

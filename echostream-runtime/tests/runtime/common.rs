@@ -46,13 +46,9 @@ pub async fn pair(server: ServerBuilder, client: ClientBuilder) -> Pair {
     let server = within(server.tls(server_tls()).bind("127.0.0.1:0"))
         .await
         .expect("server binds");
-    let client = within(
-        client
-            .tls(ClientTls::pinned(server.fingerprint()))
-            .build(),
-    )
-    .await
-    .expect("client builds");
+    let client = within(client.tls(ClientTls::pinned(server.fingerprint())).build())
+        .await
+        .expect("client builds");
     let to_server = within(client.connect(server.local_addr(), "localhost"))
         .await
         .expect("client connects");
@@ -63,11 +59,6 @@ pub async fn pair(server: ServerBuilder, client: ClientBuilder) -> Pair {
         to_server,
         to_client,
     }
-}
-
-/// Both endpoints with default settings and the handlers given.
-pub async fn default_pair() -> Pair {
-    pair(Server::builder(), Client::builder()).await
 }
 
 /// The server's newest session, once its handshake is done.

@@ -38,7 +38,10 @@ impl Plugin for Recorder {
 
     fn on_session_closed(&self, session: &Session) {
         let reason = session.close_reason().expect("a close reason");
-        self.0.lock().unwrap().push(format!("closed {} {reason:?}", session.id()));
+        self.0
+            .lock()
+            .unwrap()
+            .push(format!("closed {} {reason:?}", session.id()));
     }
 
     fn on_connection_refused(&self, _: SocketAddr, error: &Error) {
@@ -57,8 +60,12 @@ async fn plugins_follow_both_endpoints_and_see_why_sessions_closed() {
     let server_plugin = Recorder::default();
     let client_plugin = Recorder::default();
     let p = pair(
-        Server::builder().plugin(server_plugin.clone()).context(named("server")),
-        Client::builder().plugin(client_plugin.clone()).context(named("client")),
+        Server::builder()
+            .plugin(server_plugin.clone())
+            .context(named("server")),
+        Client::builder()
+            .plugin(client_plugin.clone())
+            .context(named("client")),
     )
     .await;
     assert_eq!(server_plugin.take(), ["start server", "new 1"]);
@@ -68,11 +75,17 @@ async fn plugins_follow_both_endpoints_and_see_why_sessions_closed() {
     p.to_server.close(0x100, "bye");
     assert_eq!(
         within(p.to_client.closed()).await,
-        CloseReason::Peer { code: 0x100, reason: "bye".into() }
+        CloseReason::Peer {
+            code: 0x100,
+            reason: "bye".into()
+        }
     );
     assert_eq!(
         within(p.to_server.closed()).await,
-        CloseReason::Local { code: 0x100, reason: "bye".into() }
+        CloseReason::Local {
+            code: 0x100,
+            reason: "bye".into()
+        }
     );
     assert_eq!(
         server_plugin.take(),
@@ -98,7 +111,10 @@ async fn handlers_reach_session_state_and_the_shared_context() {
     let ctx = Context::new();
     ctx.set("motd", "hi".to_string());
     let p = pair(
-        Server::builder().plugin(Recorder::default()).context(ctx.clone()).routes(router),
+        Server::builder()
+            .plugin(Recorder::default())
+            .context(ctx.clone())
+            .routes(router),
         Client::builder(),
     )
     .await;
@@ -129,18 +145,28 @@ async fn context_hooks_run_at_start_and_shutdown_and_a_failing_start_fails_bind(
             Ok(())
         }
     });
-    let server = within(Server::builder().tls(server_tls()).context(ctx).bind("127.0.0.1:0"))
-        .await
-        .unwrap();
+    let server = within(
+        Server::builder()
+            .tls(server_tls())
+            .context(ctx)
+            .bind("127.0.0.1:0"),
+    )
+    .await
+    .unwrap();
     assert_eq!(within(rx.recv()).await, Some("start"));
     within(server.shutdown(Duration::from_secs(1))).await;
     assert_eq!(within(rx.recv()).await, Some("stop"));
 
     let failing = Context::new();
     failing.on_start(|_| async { Err("no database".into()) });
-    let err = within(Server::builder().tls(server_tls()).context(failing).bind("127.0.0.1:0"))
-        .await
-        .unwrap_err();
+    let err = within(
+        Server::builder()
+            .tls(server_tls())
+            .context(failing)
+            .bind("127.0.0.1:0"),
+    )
+    .await
+    .unwrap_err();
     assert!(matches!(err, Error::Start(_)), "{err}");
     assert_eq!(err.to_string(), "context start hook failed: no database");
 }
@@ -159,7 +185,10 @@ async fn groups_and_broadcast_reach_exactly_their_members() {
             Client::builder().routes(move |r| {
                 r.event("news", move |_, e| {
                     let tx = tx.clone();
-                    async move { tx.send((n, String::from_utf8(e.data.to_vec()).unwrap())).unwrap() }
+                    async move {
+                        tx.send((n, String::from_utf8(e.data.to_vec()).unwrap()))
+                            .unwrap()
+                    }
                 });
             }),
         )
@@ -173,18 +202,38 @@ async fn groups_and_broadcast_reach_exactly_their_members() {
     sessions[2].join("other");
     assert_eq!(sessions[2].groups(), ["other", "room"]);
     assert_eq!(server.sessions().groups(), ["other", "room"]);
-    let ids: Vec<u64> = server.sessions().group("room").iter().map(Session::id).collect();
+    let ids: Vec<u64> = server
+        .sessions()
+        .group("room")
+        .iter()
+        .map(Session::id)
+        .collect();
     assert_eq!(ids, [sessions[0].id(), sessions[2].id()]);
-    assert_eq!(server.sessions().get(sessions[1].id()).unwrap().id(), sessions[1].id());
+    assert_eq!(
+        server.sessions().get(sessions[1].id()).unwrap().id(),
+        sessions[1].id()
+    );
 
-    let outcome = within(server.sessions().broadcast_to("room", "news", Bytes::from_static(b"room")))
-        .await;
+    let outcome = within(server.sessions().broadcast_to(
+        "room",
+        "news",
+        Bytes::from_static(b"room"),
+    ))
+    .await;
     assert_eq!((outcome.sent, outcome.failed.len()), (2, 0));
-    let mut got = vec![within(rx.recv()).await.unwrap(), within(rx.recv()).await.unwrap()];
+    let mut got = vec![
+        within(rx.recv()).await.unwrap(),
+        within(rx.recv()).await.unwrap(),
+    ];
     got.sort();
     assert_eq!(got, [(0, "room".to_string()), (2, "room".to_string())]);
 
-    let outcome = within(server.sessions().broadcast("news", Bytes::from_static(b"all"))).await;
+    let outcome = within(
+        server
+            .sessions()
+            .broadcast("news", Bytes::from_static(b"all")),
+    )
+    .await;
     assert_eq!(outcome.sent, 3);
     let mut got: Vec<u32> = Vec::new();
     for _ in 0..3 {
@@ -195,7 +244,10 @@ async fn groups_and_broadcast_reach_exactly_their_members() {
 
     sessions[0].leave("room");
     clients[2].close(0, "leaving");
-    eventually("the closed session leaves everything", || server.sessions().len() == 2).await;
+    eventually("the closed session leaves everything", || {
+        server.sessions().len() == 2
+    })
+    .await;
     assert!(server.sessions().group("room").is_empty());
     assert!(server.sessions().groups().is_empty());
     let outcome = within(server.sessions().broadcast_to("room", "news", Bytes::new())).await;
@@ -239,8 +291,14 @@ async fn keepalive_holds_an_idle_connection_open_and_silence_times_it_out() {
             .idle_timeout(Duration::from_millis(300)),
     )
     .await;
-    assert_eq!(within(quiet.to_server.closed()).await, CloseReason::IdleTimeout);
-    assert_eq!(within(quiet.to_client.closed()).await, CloseReason::IdleTimeout);
+    assert_eq!(
+        within(quiet.to_server.closed()).await,
+        CloseReason::IdleTimeout
+    );
+    assert_eq!(
+        within(quiet.to_client.closed()).await,
+        CloseReason::IdleTimeout
+    );
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(!alive.to_server.is_closed() && !alive.to_client.is_closed());
 }
@@ -285,7 +343,9 @@ async fn graceful_shutdown_lets_calls_in_flight_finish_and_refuses_new_ones() {
         async move { server.shutdown(Duration::from_secs(5)).await }
     });
     eventually("the client hears the go-away", || {
-        p.to_server.request("slow", Bytes::new()).now_or_never_unavailable()
+        p.to_server
+            .request("slow", Bytes::new())
+            .now_or_never_unavailable()
     })
     .await;
     assert_eq!(within(call).await.unwrap().unwrap(), "finished");
@@ -308,7 +368,11 @@ async fn graceful_shutdown_lets_calls_in_flight_finish_and_refuses_new_ones() {
 #[tokio::test]
 async fn a_short_grace_period_cuts_slow_calls_off() {
     let (tx, mut rx) = mpsc::unbounded_channel();
-    let p = pair(Server::builder().routes(move |r| slow(r, tx)), Client::builder()).await;
+    let p = pair(
+        Server::builder().routes(move |r| slow(r, tx)),
+        Client::builder(),
+    )
+    .await;
     let call = tokio::spawn({
         let s = p.to_server.clone();
         async move { s.request("slow", Bytes::new()).await }
@@ -316,7 +380,11 @@ async fn a_short_grace_period_cuts_slow_calls_off() {
     within(rx.recv()).await.unwrap();
     let start = tokio::time::Instant::now();
     within(p.server.shutdown(Duration::from_millis(50))).await;
-    assert!(start.elapsed() < Duration::from_millis(1000), "{:?}", start.elapsed());
+    assert!(
+        start.elapsed() < Duration::from_millis(1000),
+        "{:?}",
+        start.elapsed()
+    );
     let err = within(call).await.unwrap().unwrap_err();
     assert_eq!(err.code(), Code::Unavailable, "{err}");
 }
@@ -324,7 +392,12 @@ async fn a_short_grace_period_cuts_slow_calls_off() {
 #[tokio::test]
 async fn dropping_the_server_closes_its_sessions() {
     let p = pair(Server::builder(), Client::builder()).await;
-    let crate::common::Pair { server, to_server, to_client, .. } = p;
+    let crate::common::Pair {
+        server,
+        to_server,
+        to_client,
+        ..
+    } = p;
     drop(to_client);
     drop(server);
     let reason = within(to_server.closed()).await;

@@ -29,7 +29,9 @@ async fn frames_over_the_peers_limit_are_refused_before_sending() {
             .unwrap_err();
         assert_eq!(err.code(), Code::ResourceExhausted);
         assert!(err.message().contains("exceeds the peer's limit"), "{err}");
-        let err = within(caller.emit("echo", Bytes::from(vec![0; limit]))).await.unwrap_err();
+        let err = within(caller.emit("echo", Bytes::from(vec![0; limit])))
+            .await
+            .unwrap_err();
         assert_eq!(err.code(), Code::ResourceExhausted);
         // Under both limits, since the answer comes back the other way.
         let fits = 32 * 1024 - 100;
@@ -42,12 +44,17 @@ async fn frames_over_the_peers_limit_are_refused_before_sending() {
 async fn an_answer_over_the_callers_limit_becomes_resource_exhausted() {
     let p = pair(
         Server::builder().routes(|r| {
-            r.rpc("big", |_, _| async move { Ok(Bytes::from(vec![0; 100 * 1024])) });
+            r.rpc(
+                "big",
+                |_, _| async move { Ok(Bytes::from(vec![0; 100 * 1024])) },
+            );
         }),
         Client::builder().max_frame_size(16 * 1024),
     )
     .await;
-    let err = within(p.to_server.request("big", Bytes::new())).await.unwrap_err();
+    let err = within(p.to_server.request("big", Bytes::new()))
+        .await
+        .unwrap_err();
     assert_eq!(err.code(), Code::ResourceExhausted, "{err}");
     assert!(!p.to_server.is_closed());
 }
@@ -82,7 +89,9 @@ async fn calls_over_the_concurrency_limit_are_refused_at_once() {
         within(rx.recv()).await.unwrap();
     }
     for _ in 0..6 {
-        let err = within(p.to_server.request("wait", Bytes::new())).await.unwrap_err();
+        let err = within(p.to_server.request("wait", Bytes::new()))
+            .await
+            .unwrap_err();
         assert_eq!(err.code(), Code::ResourceExhausted);
         assert!(err.message().contains("limit 4"), "{err}");
     }
@@ -92,7 +101,12 @@ async fn calls_over_the_concurrency_limit_are_refused_at_once() {
         assert_eq!(within(call).await.unwrap().unwrap(), "done");
     }
     gate.add_permits(1);
-    assert_eq!(within(p.to_server.request("wait", Bytes::new())).await.unwrap(), "done");
+    assert_eq!(
+        within(p.to_server.request("wait", Bytes::new()))
+            .await
+            .unwrap(),
+        "done"
+    );
 }
 
 #[tokio::test]
@@ -123,9 +137,14 @@ async fn a_full_event_queue_refuses_and_counts() {
     assert_eq!(refused, 92);
     assert_eq!(p.to_server.stats().events_dropped, 92);
     for i in 0..8u8 {
-        assert_eq!(within(rx.recv()).await.unwrap(), Bytes::copy_from_slice(&[i]));
+        assert_eq!(
+            within(rx.recv()).await.unwrap(),
+            Bytes::copy_from_slice(&[i])
+        );
     }
-    within(p.to_server.emit("e", Bytes::from_static(b"later"))).await.unwrap();
+    within(p.to_server.emit("e", Bytes::from_static(b"later")))
+        .await
+        .unwrap();
     assert_eq!(within(rx.recv()).await.unwrap(), "later");
 }
 
@@ -142,9 +161,12 @@ async fn a_full_stream_queue_refuses_counts_and_leaves_a_seq_gap() {
         Client::builder(),
     )
     .await;
-    let stream = within(p.to_server.open_stream("s", StreamOptions::new().queue(4, 1 << 20)))
-        .await
-        .unwrap();
+    let stream = within(
+        p.to_server
+            .open_stream("s", StreamOptions::new().queue(4, 1 << 20)),
+    )
+    .await
+    .unwrap();
     let mut refused = 0;
     for _ in 0..10 {
         if let Err(status) = stream.send(Bytes::from_static(b"x")).await {
@@ -159,7 +181,11 @@ async fn a_full_stream_queue_refuses_counts_and_leaves_a_seq_gap() {
         assert_eq!(within(rx.recv()).await.unwrap(), expected);
     }
     within(stream.send(Bytes::from_static(b"y"))).await.unwrap();
-    assert_eq!(within(rx.recv()).await.unwrap(), 10, "the dropped frames left a gap");
+    assert_eq!(
+        within(rx.recv()).await.unwrap(),
+        10,
+        "the dropped frames left a gap"
+    );
     eventually("all written", || stream.stats().sent == 5).await;
     tokio::time::sleep(Duration::from_millis(10)).await;
 }

@@ -16,7 +16,11 @@ struct Auth;
 
 #[async_trait]
 impl Middleware for Auth {
-    async fn on_frame_inbound(&self, _: &Session, mut frame: Frame) -> Result<Option<Frame>, Status> {
+    async fn on_frame_inbound(
+        &self,
+        _: &Session,
+        mut frame: Frame,
+    ) -> Result<Option<Frame>, Status> {
         if !matches!(frame.payload, Some(Payload::Request(_))) {
             return Ok(Some(frame));
         }
@@ -36,7 +40,11 @@ struct Token(&'static str);
 
 #[async_trait]
 impl Middleware for Token {
-    async fn on_frame_outbound(&self, _: &Session, mut frame: Frame) -> Result<Option<Frame>, Status> {
+    async fn on_frame_outbound(
+        &self,
+        _: &Session,
+        mut frame: Frame,
+    ) -> Result<Option<Frame>, Status> {
         if matches!(frame.payload, Some(Payload::Request(_))) {
             frame.metadata.insert("token".into(), self.0.into());
         }
@@ -75,25 +83,41 @@ impl Filter {
 #[async_trait]
 impl Middleware for Filter {
     async fn on_frame_inbound(&self, _: &Session, frame: Frame) -> Result<Option<Frame>, Status> {
-        if self.inbound { self.apply(frame) } else { Ok(Some(frame)) }
+        if self.inbound {
+            self.apply(frame)
+        } else {
+            Ok(Some(frame))
+        }
     }
 
     async fn on_frame_outbound(&self, _: &Session, frame: Frame) -> Result<Option<Frame>, Status> {
-        if self.inbound { Ok(Some(frame)) } else { self.apply(frame) }
+        if self.inbound {
+            Ok(Some(frame))
+        } else {
+            self.apply(frame)
+        }
     }
 }
 
 fn whoami(router: &mut Router) {
     router.rpc("whoami", |_, _| async move {
         let ctx = CallContext::current().unwrap();
-        Ok(Bytes::from(ctx.metadata().get("user").cloned().unwrap_or_default()))
+        Ok(Bytes::from(
+            ctx.metadata().get("user").cloned().unwrap_or_default(),
+        ))
     });
 }
 
 #[tokio::test]
 async fn auth_middleware_passes_changes_and_fails_requests() {
-    let p = pair(Server::builder().middleware(Auth).routes(whoami), Client::builder()).await;
-    let err = within(p.to_server.request("whoami", Bytes::new())).await.unwrap_err();
+    let p = pair(
+        Server::builder().middleware(Auth).routes(whoami),
+        Client::builder(),
+    )
+    .await;
+    let err = within(p.to_server.request("whoami", Bytes::new()))
+        .await
+        .unwrap_err();
     assert_eq!(err, Status::unauthenticated("no token"));
     assert_eq!(p.to_client.stats().middleware_dropped, 1);
 
@@ -110,7 +134,9 @@ async fn auth_middleware_passes_changes_and_fails_requests() {
         Client::builder().middleware(Token("guess")),
     )
     .await;
-    let err = within(wrong.to_server.request("whoami", Bytes::new())).await.unwrap_err();
+    let err = within(wrong.to_server.request("whoami", Bytes::new()))
+        .await
+        .unwrap_err();
     assert_eq!(err.code(), Code::PermissionDenied);
 }
 
@@ -135,18 +161,32 @@ fn sinks(router: &mut Router, log: Arc<Mutex<Vec<String>>>) {
     }
 }
 
-async fn filter_cases(caller: &Session, callee: &Session, log: &Arc<Mutex<Vec<String>>>, inbound: bool) {
-    let ok = within(caller.request("pass.rpc", Bytes::new())).await.unwrap();
+async fn filter_cases(
+    caller: &Session,
+    callee: &Session,
+    log: &Arc<Mutex<Vec<String>>>,
+    inbound: bool,
+) {
+    let ok = within(caller.request("pass.rpc", Bytes::new()))
+        .await
+        .unwrap();
     assert_eq!(ok, "ran");
-    let dropped = within(caller.request("drop.rpc", Bytes::new())).await.unwrap_err();
+    let dropped = within(caller.request("drop.rpc", Bytes::new()))
+        .await
+        .unwrap_err();
     assert_eq!(dropped.code(), Code::Cancelled, "{dropped}");
-    let failed = within(caller.request("fail.rpc", Bytes::new())).await.unwrap_err();
+    let failed = within(caller.request("fail.rpc", Bytes::new()))
+        .await
+        .unwrap_err();
     assert_eq!(failed, Status::permission_denied("fail.rpc filtered"));
 
     within(caller.emit("drop.ev", Bytes::new())).await.unwrap();
     let failed = within(caller.emit("fail.ev", Bytes::new())).await;
     if inbound {
-        assert!(failed.is_ok(), "inbound failures are not reported to the sender");
+        assert!(
+            failed.is_ok(),
+            "inbound failures are not reported to the sender"
+        );
     } else {
         assert_eq!(failed.unwrap_err().code(), Code::PermissionDenied);
     }
@@ -158,15 +198,24 @@ async fn filter_cases(caller: &Session, callee: &Session, log: &Arc<Mutex<Vec<St
     } else {
         assert_eq!(opened.unwrap_err().code(), Code::PermissionDenied);
     }
-    let pass = within(caller.open_stream("pass.st", Default::default())).await.unwrap();
+    let pass = within(caller.open_stream("pass.st", Default::default()))
+        .await
+        .unwrap();
     within(pass.send(Bytes::new())).await.unwrap();
 
-    eventually("the passing event and stream frame arrive", || log.lock().unwrap().len() == 2).await;
+    eventually("the passing event and stream frame arrive", || {
+        log.lock().unwrap().len() == 2
+    })
+    .await;
     tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     let mut seen = log.lock().unwrap().clone();
     seen.sort();
     assert_eq!(seen, ["pass.ev", "pass.st"]);
-    let counted = if inbound { callee.stats() } else { caller.stats() };
+    let counted = if inbound {
+        callee.stats()
+    } else {
+        caller.stats()
+    };
     assert!(counted.middleware_dropped >= 4, "{counted:?}");
     if inbound {
         assert_eq!(callee.stats().streams_refused, 1);
@@ -179,8 +228,12 @@ async fn inbound_middleware_drops_and_fails_both_ways() {
     let client_log = Arc::new(Mutex::new(Vec::new()));
     let (s, c) = (server_log.clone(), client_log.clone());
     let p = pair(
-        Server::builder().middleware(Filter { inbound: true }).routes(move |r| sinks(r, s)),
-        Client::builder().middleware(Filter { inbound: true }).routes(move |r| sinks(r, c)),
+        Server::builder()
+            .middleware(Filter { inbound: true })
+            .routes(move |r| sinks(r, s)),
+        Client::builder()
+            .middleware(Filter { inbound: true })
+            .routes(move |r| sinks(r, c)),
     )
     .await;
     filter_cases(&p.to_server, &p.to_client, &server_log, true).await;
@@ -193,8 +246,12 @@ async fn outbound_middleware_drops_and_fails_both_ways() {
     let client_log = Arc::new(Mutex::new(Vec::new()));
     let (s, c) = (server_log.clone(), client_log.clone());
     let p = pair(
-        Server::builder().middleware(Filter { inbound: false }).routes(move |r| sinks(r, s)),
-        Client::builder().middleware(Filter { inbound: false }).routes(move |r| sinks(r, c)),
+        Server::builder()
+            .middleware(Filter { inbound: false })
+            .routes(move |r| sinks(r, s)),
+        Client::builder()
+            .middleware(Filter { inbound: false })
+            .routes(move |r| sinks(r, c)),
     )
     .await;
     filter_cases(&p.to_server, &p.to_client, &server_log, false).await;
@@ -230,7 +287,9 @@ async fn layers_run_inbound_in_order_and_outbound_in_reverse() {
         Client::builder(),
     )
     .await;
-    within(p.to_server.request("echo", Bytes::new())).await.unwrap();
+    within(p.to_server.request("echo", Bytes::new()))
+        .await
+        .unwrap();
     assert_eq!(
         *log.lock().unwrap(),
         ["in first", "in second", "out second", "out first"]

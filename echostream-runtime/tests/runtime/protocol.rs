@@ -51,7 +51,12 @@ async fn raw_connect(server: &Server, alpn: &[u8]) -> Result<quinn::Connection, 
     let tls = ClientTls::pinned(server.fingerprint());
     let config = quinn::ClientConfig::new(tls.quic_config(&[alpn]).unwrap());
     let endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
-    within(endpoint.connect_with(config, server.local_addr(), "localhost").unwrap()).await
+    within(
+        endpoint
+            .connect_with(config, server.local_addr(), "localhost")
+            .unwrap(),
+    )
+    .await
 }
 
 /// `frame` length-prefixed, as on the wire.
@@ -99,7 +104,11 @@ async fn a_peer_written_from_the_spec_can_call() {
     let mut peer_control = within(conn.accept_uni()).await.unwrap();
     let mut first = [0u8; 1];
     within(peer_control.read_exact(&mut first)).await.unwrap();
-    assert_eq!(first, [0], "the server's first uni-stream is its control stream");
+    assert_eq!(
+        first,
+        [0],
+        "the server's first uni-stream is its control stream"
+    );
 
     let (mut send, mut recv) = within(conn.open_bi()).await.unwrap();
     let request = Frame {
@@ -131,13 +140,23 @@ async fn another_alpn_is_refused_on_both_sides() {
     let err = raw_connect(&server, b"echostream/2").await.unwrap_err();
     match &err {
         ConnectionError::ConnectionClosed(close) => {
-            assert_eq!(u64::from(close.error_code), 0x100 + 120, "no_application_protocol: {err}");
+            assert_eq!(
+                u64::from(close.error_code),
+                0x100 + 120,
+                "no_application_protocol: {err}"
+            );
         }
         other => panic!("expected a TLS alert, got {other}"),
     }
-    eventually("the server reports the refusal", || !refusals.0.lock().unwrap().is_empty()).await;
+    eventually("the server reports the refusal", || {
+        !refusals.0.lock().unwrap().is_empty()
+    })
+    .await;
     let seen = refusals.0.lock().unwrap()[0].clone();
-    assert!(seen.starts_with("version mismatch: protocol version mismatch: we speak echostream/1"), "{seen}");
+    assert!(
+        seen.starts_with("version mismatch: protocol version mismatch: we speak echostream/1"),
+        "{seen}"
+    );
 
     // Our client against a raw server speaking only version 2.
     let tls = ServerTls::self_signed(["localhost"]).unwrap();
@@ -157,7 +176,11 @@ async fn another_alpn_is_refused_on_both_sides() {
     let server_side = within(accepted).await.unwrap().unwrap_err();
     match server_side {
         ConnectionError::TransportError(e) => {
-            assert_eq!(u64::from(e.code), 0x100 + 120, "no_application_protocol: {e}");
+            assert_eq!(
+                u64::from(e.code),
+                0x100 + 120,
+                "no_application_protocol: {e}"
+            );
         }
         other => panic!("expected a TLS alert on the raw server, got {other}"),
     }
@@ -173,7 +196,10 @@ async fn another_hello_version_is_refused_on_both_sides() {
     let (code, reason) = close_code(&conn).await;
     assert_eq!(code, ErrorCode::VersionMismatch as u64);
     assert!(reason.contains("version 2"), "{reason}");
-    eventually("the server reports the refusal", || !refusals.0.lock().unwrap().is_empty()).await;
+    eventually("the server reports the refusal", || {
+        !refusals.0.lock().unwrap().is_empty()
+    })
+    .await;
     assert!(refusals.0.lock().unwrap()[0].starts_with("version mismatch"));
 
     // Our client against a raw server whose hello says version 2.
@@ -218,7 +244,9 @@ async fn violation(misbehave: impl AsyncFnOnce(&quinn::Connection)) -> u64 {
 async fn an_undecodable_request_closes_only_that_connection() {
     let code = violation(async |conn| {
         let (mut send, _recv) = within(conn.open_bi()).await.unwrap();
-        within(send.write_all(&[3, 0xff, 0xff, 0xff])).await.unwrap();
+        within(send.write_all(&[3, 0xff, 0xff, 0xff]))
+            .await
+            .unwrap();
         send.finish().unwrap();
     })
     .await;
@@ -230,7 +258,9 @@ async fn a_frame_over_the_limit_closes_with_frame_too_large() {
     let code = violation(async |conn| {
         let (mut send, _recv) = within(conn.open_bi()).await.unwrap();
         // A length prefix of 1 GiB.
-        within(send.write_all(&[0x80, 0x80, 0x80, 0x80, 0x04])).await.unwrap();
+        within(send.write_all(&[0x80, 0x80, 0x80, 0x80, 0x04]))
+            .await
+            .unwrap();
     })
     .await;
     assert_eq!(code, ErrorCode::FrameTooLarge as u64);
@@ -264,6 +294,9 @@ async fn a_peer_without_hello_is_closed_after_the_handshake_timeout() {
     let conn = raw_connect(&server, b"echostream/1").await.unwrap();
     let (code, _) = close_code(&conn).await;
     assert_eq!(code, ErrorCode::HandshakeTimeout as u64);
-    eventually("the server reports it", || !refusals.0.lock().unwrap().is_empty()).await;
+    eventually("the server reports it", || {
+        !refusals.0.lock().unwrap().is_empty()
+    })
+    .await;
     assert!(refusals.0.lock().unwrap()[0].starts_with("handshake timeout"));
 }

@@ -10,7 +10,7 @@ use echostream_runtime::proto::v1::{Ping, Pong};
 use echostream_runtime::{CallContext, CallOptions, Client, Code, Router, Server, Session, Status};
 use tokio::sync::mpsc;
 
-use crate::common::{WAIT, default_pair, eventually, pair, within};
+use crate::common::{WAIT, eventually, pair, within};
 
 /// Handlers every test peer serves: echo, fail, double, panic.
 fn basic(router: &mut Router) {
@@ -34,7 +34,11 @@ fn basic(router: &mut Router) {
 }
 
 async fn basic_pair() -> crate::common::Pair {
-    pair(Server::builder().routes(basic), Client::builder().routes(basic)).await
+    pair(
+        Server::builder().routes(basic),
+        Client::builder().routes(basic),
+    )
+    .await
 }
 
 /// The two directions of a pair: (caller session, callee session).
@@ -54,8 +58,14 @@ async fn echo_both_ways() {
         let big = Bytes::from(vec![7u8; 1 << 20]);
         let answer = within(caller.request("echo", big.clone())).await.unwrap();
         assert_eq!(answer, big);
-        let whoami = within(caller.request("whoami", Bytes::new())).await.unwrap();
-        assert_eq!(whoami, callee.id().to_string(), "the handler got its own session");
+        let whoami = within(caller.request("whoami", Bytes::new()))
+            .await
+            .unwrap();
+        assert_eq!(
+            whoami,
+            callee.id().to_string(),
+            "the handler got its own session"
+        );
     }
     assert_eq!(p.to_server.stats().calls_sent, 3);
     assert_eq!(p.to_client.stats().calls_received, 3);
@@ -65,9 +75,13 @@ async fn echo_both_ways() {
 async fn errors_and_unknown_methods_both_ways() {
     let p = basic_pair().await;
     for (caller, _) in directions(&p) {
-        let err = within(caller.request("fail", Bytes::new())).await.unwrap_err();
+        let err = within(caller.request("fail", Bytes::new()))
+            .await
+            .unwrap_err();
         assert_eq!(err, Status::permission_denied("not you"));
-        let err = within(caller.request("nope", Bytes::new())).await.unwrap_err();
+        let err = within(caller.request("nope", Bytes::new()))
+            .await
+            .unwrap_err();
         assert_eq!(err.code(), Code::NotFound);
         assert!(err.message().contains("nope"), "{err}");
     }
@@ -108,7 +122,11 @@ async fn typed_calls_decode_and_validate() {
             })
         });
     };
-    let p = pair(Server::builder().routes(router), Client::builder().routes(router)).await;
+    let p = pair(
+        Server::builder().routes(router),
+        Client::builder().routes(router),
+    )
+    .await;
     for (caller, _) in directions(&p) {
         let pong: Pong = within(caller.call("clock", &Ping { t1: 40 }, &CallOptions::new()))
             .await
@@ -129,7 +147,9 @@ async fn typed_calls_decode_and_validate() {
 async fn a_panicking_handler_answers_internal_and_the_session_goes_on() {
     let p = basic_pair().await;
     for (caller, callee) in directions(&p) {
-        let err = within(caller.request("panic", Bytes::new())).await.unwrap_err();
+        let err = within(caller.request("panic", Bytes::new()))
+            .await
+            .unwrap_err();
         assert_eq!(err.code(), Code::Internal);
         assert!(err.message().contains("panicked"), "{err}");
         assert_eq!(callee.stats().handler_panics, 1);
@@ -188,7 +208,10 @@ async fn deadlines_fail_the_caller_and_cancel_the_handler_both_ways() {
             .unwrap_err();
         assert_eq!(err.code(), Code::DeadlineExceeded);
         let elapsed = start.elapsed();
-        assert!(elapsed >= Duration::from_millis(150) && elapsed < Duration::from_secs(2), "{elapsed:?}");
+        assert!(
+            elapsed >= Duration::from_millis(150) && elapsed < Duration::from_secs(2),
+            "{elapsed:?}"
+        );
         assert_eq!(next(rx).await, "started");
         assert_eq!(next(rx).await, "has deadline");
         let mut seen = [next(rx).await, next(rx).await];
@@ -205,13 +228,19 @@ async fn the_endpoint_default_timeout_applies_and_can_be_lifted() {
         Client::builder().default_timeout(Some(Duration::from_millis(100))),
     )
     .await;
-    let err = within(p.to_server.request("slow", Bytes::new())).await.unwrap_err();
+    let err = within(p.to_server.request("slow", Bytes::new()))
+        .await
+        .unwrap_err();
     assert_eq!(err.code(), Code::DeadlineExceeded);
     assert_eq!(next(&mut rx).await, "started");
     assert_eq!(next(&mut rx).await, "has deadline");
     let lifted = CallOptions::new().no_deadline();
     let call = p.to_server.request_with("slow", Bytes::new(), &lifted);
-    assert!(tokio::time::timeout(Duration::from_millis(300), call).await.is_err());
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), call)
+            .await
+            .is_err()
+    );
 }
 
 #[tokio::test]
@@ -237,7 +266,10 @@ async fn dropping_the_callers_future_cancels_the_handler_both_ways() {
         let mut seen = [next(rx).await, next(rx).await];
         seen.sort();
         assert_eq!(seen, ["cancelled", "dropped"]);
-        eventually("the callee forgets the call", || callee.calls_in_flight() == 0).await;
+        eventually("the callee forgets the call", || {
+            callee.calls_in_flight() == 0
+        })
+        .await;
     }
 }
 
@@ -250,7 +282,11 @@ async fn metadata_reaches_the_handler() {
             Ok(Bytes::from(format!("{}:{}", ctx.name(), value)))
         });
     };
-    let p = pair(Server::builder().routes(router), Client::builder().routes(router)).await;
+    let p = pair(
+        Server::builder().routes(router),
+        Client::builder().routes(router),
+    )
+    .await;
     for (caller, _) in directions(&p) {
         let options = CallOptions::new().metadata("trace", "abc");
         let answer = within(caller.request_with("meta", Bytes::new(), &options)).await;
@@ -278,7 +314,10 @@ async fn a_lost_connection_fails_every_pending_call_at_once() {
             tokio::spawn(async move { s.request("hang", Bytes::new()).await })
         })
         .collect();
-    eventually("all calls reach the handler", || started.load(Ordering::SeqCst) == 20).await;
+    eventually("all calls reach the handler", || {
+        started.load(Ordering::SeqCst) == 20
+    })
+    .await;
     let start = tokio::time::Instant::now();
     p.to_client.close(0x100, "gone");
     for call in calls {
@@ -287,7 +326,9 @@ async fn a_lost_connection_fails_every_pending_call_at_once() {
         assert!(err.message().contains("gone"), "{err}");
     }
     assert!(start.elapsed() < Duration::from_secs(1));
-    let err = within(p.to_server.request("hang", Bytes::new())).await.unwrap_err();
+    let err = within(p.to_server.request("hang", Bytes::new()))
+        .await
+        .unwrap_err();
     assert_eq!(err.code(), Code::Unavailable);
 }
 
@@ -312,7 +353,9 @@ async fn a_peer_killed_mid_call_fails_the_caller_promptly() {
                 .await
                 .unwrap()
         });
-        addr_tx.send((server.local_addr(), server.fingerprint())).unwrap();
+        addr_tx
+            .send((server.local_addr(), server.fingerprint()))
+            .unwrap();
         kill_rx.recv_timeout(WAIT).unwrap();
         // Dropping the handle would close the connections politely; a killed process does not.
         std::mem::forget(server);
@@ -337,7 +380,11 @@ async fn a_peer_killed_mid_call_fails_the_caller_promptly() {
     let start = tokio::time::Instant::now();
     let err = within(call).await.unwrap().unwrap_err();
     assert_eq!(err.code(), Code::Unavailable, "{err}");
-    assert!(start.elapsed() < Duration::from_secs(2), "{:?}", start.elapsed());
+    assert!(
+        start.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        start.elapsed()
+    );
     assert_eq!(
         within(session.closed()).await,
         echostream_runtime::CloseReason::IdleTimeout

@@ -67,7 +67,11 @@ async fn recording_pair() -> (crate::common::Pair, Log, Log) {
     (p, server_log, client_log)
 }
 
-fn senders(p: &crate::common::Pair, server_log: &Log, client_log: &Log) -> [(Session, Session, Log); 2] {
+fn senders(
+    p: &crate::common::Pair,
+    server_log: &Log,
+    client_log: &Log,
+) -> [(Session, Session, Log); 2] {
     [
         (p.to_server.clone(), p.to_client.clone(), server_log.clone()),
         (p.to_client.clone(), p.to_server.clone(), client_log.clone()),
@@ -83,14 +87,19 @@ async fn a_named_stream_delivers_in_order_then_ends_both_ways() {
             .metadata("codec", "h264");
         let stream = within(sender.open_stream("video", options)).await.unwrap();
         for i in 0..100 {
-            within(stream.send(Bytes::from(format!("f{i}")))).await.unwrap();
+            within(stream.send(Bytes::from(format!("f{i}"))))
+                .await
+                .unwrap();
             if i % 10 == 0 {
                 tokio::task::yield_now().await;
             }
         }
         stream.finish();
         eventually("the stream ends", || {
-            log.lock().unwrap().last().is_some_and(|l| l.starts_with("end"))
+            log.lock()
+                .unwrap()
+                .last()
+                .is_some_and(|l| l.starts_with("end"))
         })
         .await;
         let mut expected = vec![format!("open {} video 1000 h264", stream.id())];
@@ -110,10 +119,16 @@ async fn write_stream_finds_open_streams_by_id() {
     let stream = within(p.to_server.open_stream("video", StreamOptions::new()))
         .await
         .unwrap();
-    within(p.to_server.write_stream(stream.id(), Bytes::from_static(b"x")))
-        .await
-        .unwrap();
-    eventually("the frame arrives", || server_log.lock().unwrap().len() == 2).await;
+    within(
+        p.to_server
+            .write_stream(stream.id(), Bytes::from_static(b"x")),
+    )
+    .await
+    .unwrap();
+    eventually("the frame arrives", || {
+        server_log.lock().unwrap().len() == 2
+    })
+    .await;
     assert_eq!(server_log.lock().unwrap()[1], "frame 0 x");
     let err = within(p.to_server.write_stream(999, Bytes::new()))
         .await
@@ -124,7 +139,9 @@ async fn write_stream_finds_open_streams_by_id() {
         server_log.lock().unwrap().last().map(String::as_str) == Some("end Finished")
     })
     .await;
-    let err = within(p.to_server.write_stream(1, Bytes::new())).await.unwrap_err();
+    let err = within(p.to_server.write_stream(1, Bytes::new()))
+        .await
+        .unwrap_err();
     assert_eq!(err.code(), Code::NotFound);
 }
 
@@ -136,7 +153,10 @@ async fn a_stream_without_handler_is_refused_and_the_sender_learns_it() {
             .await
             .unwrap();
         within(stream.send(Bytes::from_static(b"a"))).await.unwrap();
-        eventually("the receiver refuses it", || receiver.stats().streams_refused == 1).await;
+        eventually("the receiver refuses it", || {
+            receiver.stats().streams_refused == 1
+        })
+        .await;
         let mut refused = None;
         for _ in 0..200 {
             match stream.send(Bytes::from_static(b"b")).await {
@@ -155,10 +175,15 @@ async fn a_stream_without_handler_is_refused_and_the_sender_learns_it() {
 #[tokio::test]
 async fn oversized_frames_are_refused_by_the_sender() {
     let (p, _, _) = recording_pair().await;
-    let stream = within(p.to_server.open_stream("video", StreamOptions::new().max_frame_bytes(10)))
+    let stream = within(
+        p.to_server
+            .open_stream("video", StreamOptions::new().max_frame_bytes(10)),
+    )
+    .await
+    .unwrap();
+    let err = within(stream.send(Bytes::from(vec![0; 11])))
         .await
-        .unwrap();
-    let err = within(stream.send(Bytes::from(vec![0; 11]))).await.unwrap_err();
+        .unwrap_err();
     assert_eq!(err.code(), Code::InvalidArgument);
     within(stream.send(Bytes::from(vec![0; 10]))).await.unwrap();
 }
@@ -170,7 +195,10 @@ async fn an_aborted_stream_ends_with_a_reset() {
         .await
         .unwrap();
     within(stream.send(Bytes::from_static(b"x"))).await.unwrap();
-    eventually("the frame arrives", || server_log.lock().unwrap().len() == 2).await;
+    eventually("the frame arrives", || {
+        server_log.lock().unwrap().len() == 2
+    })
+    .await;
     stream.abort();
     eventually("the stream ends", || server_log.lock().unwrap().len() == 3).await;
     assert_eq!(server_log.lock().unwrap()[2], "end Reset(1)");
