@@ -8,7 +8,10 @@
 //! length-prefixed messages. EchoStream runs with its default configuration.
 //!
 //! Run: `cargo bench -p echostream-runtime --bench rpc` (set `ECHO_BENCH_SECS` to change the
-//! time per throughput measurement, default 3).
+//! time per throughput measurement, default 3). For profiling one side alone (e.g. under
+//! `perf record` or `valgrind --tool=callgrind`), `ECHO_BENCH_PROFILE=raw` or `=echostream`
+//! runs only that implementation's 64 B calls at concurrency 64, for `ECHO_BENCH_SECS` or, with
+//! `ECHO_BENCH_CALLS`, for that many calls.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -56,52 +59,96 @@ impl Echo for EchoStream {
     }
 }
 
-/// Latency percentiles of sequential calls.
-async fn latency(echo: &impl Echo, size: usize) -> (Duration, Duration) {
+/// Latency percentiles of sequential calls, raw and framework interleaved call by call so both
+/// see the same machine (the cores are shared with other work).
+async fn latency(raw: &impl Echo, es: &impl Echo, size: usize) -> [(Duration, Duration); 2] {
     let data = Bytes::from(vec![0xa5; size]);
     for _ in 0..WARMUP_CALLS {
-        assert_eq!(echo.call(data.clone()).await.len(), size);
+        assert_eq!(raw.call(data.clone()).await.len(), size);
+        assert_eq!(es.call(data.clone()).await.len(), size);
     }
-    let mut samples = Vec::with_capacity(LATENCY_CALLS);
+    let mut samples = [
+        Vec::with_capacity(LATENCY_CALLS),
+        Vec::with_capacity(LATENCY_CALLS),
+    ];
     for _ in 0..LATENCY_CALLS {
         let start = Instant::now();
-        let answer = echo.call(data.clone()).await;
-        samples.push(start.elapsed());
-        assert_eq!(answer.len(), size);
+        assert_eq!(raw.call(data.clone()).await.len(), size);
+        samples[0].push(start.elapsed());
+        let start = Instant::now();
+        assert_eq!(es.call(data.clone()).await.len(), size);
+        samples[1].push(start.elapsed());
     }
-    samples.sort_unstable();
-    (samples[samples.len() / 2], samples[samples.len() * 99 / 100])
+    samples.map(|mut s| {
+        s.sort_unstable();
+        (s[s.len() / 2], s[s.len() * 99 / 100])
+    })
 }
 
-/// Calls per second with `CONCURRENCY` callers for `secs`.
-async fn throughput(echo: &impl Echo, size: usize, secs: f64) -> f64 {
-    let data = Bytes::from(vec![0x5a; size]);
-    let run = |duration: Duration| {
-        let done = Arc::new(AtomicU64::new(0));
-        let deadline = Instant::now() + duration;
-        let tasks: Vec<_> = (0..CONCURRENCY)
-            .map(|_| {
-                let echo = echo.clone();
-                let data = data.clone();
-                let done = done.clone();
-                tokio::spawn(async move {
-                    while Instant::now() < deadline {
-                        assert_eq!(echo.call(data.clone()).await.len(), data.len());
-                        done.fetch_add(1, Ordering::Relaxed);
-                    }
-                })
+/// Completed calls and elapsed time of `CONCURRENCY` callers running for `duration`.
+async fn burst(echo: &impl Echo, data: &Bytes, duration: Duration) -> (u64, Duration) {
+    let done = Arc::new(AtomicU64::new(0));
+    let start = Instant::now();
+    let deadline = start + duration;
+    let tasks: Vec<_> = (0..CONCURRENCY)
+        .map(|_| {
+            let echo = echo.clone();
+            let data = data.clone();
+            let done = done.clone();
+            tokio::spawn(async move {
+                while Instant::now() < deadline {
+                    assert_eq!(echo.call(data.clone()).await.len(), data.len());
+                    done.fetch_add(1, Ordering::Relaxed);
+                }
             })
-            .collect();
-        async move {
-            let start = Instant::now();
-            for task in tasks {
-                task.await.unwrap();
-            }
-            done.load(Ordering::Relaxed) as f64 / start.elapsed().as_secs_f64()
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap();
+    }
+    (done.load(Ordering::Relaxed), start.elapsed())
+}
+
+/// Completed calls and elapsed time of `CONCURRENCY` callers making `each` calls each.
+async fn fixed(echo: &impl Echo, data: &Bytes, each: u64) -> (u64, Duration) {
+    let start = Instant::now();
+    let tasks: Vec<_> = (0..CONCURRENCY)
+        .map(|_| {
+            let echo = echo.clone();
+            let data = data.clone();
+            tokio::spawn(async move {
+                for _ in 0..each {
+                    assert_eq!(echo.call(data.clone()).await.len(), data.len());
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap();
+    }
+    (each * CONCURRENCY as u64, start.elapsed())
+}
+
+/// Calls per second of raw and framework with `CONCURRENCY` callers, alternating in rounds of
+/// a quarter second for `secs` each.
+async fn throughput(raw: &impl Echo, es: &impl Echo, size: usize, secs: f64) -> [f64; 2] {
+    let data = Bytes::from(vec![0x5a; size]);
+    let round = Duration::from_millis(250);
+    burst(raw, &data, round).await;
+    burst(es, &data, round).await;
+    let mut totals = [(0u64, Duration::ZERO); 2];
+    for _ in 0..((secs / round.as_secs_f64()).ceil() as usize).max(1) {
+        for (i, total) in totals.iter_mut().enumerate() {
+            let (calls, elapsed) = if i == 0 {
+                burst(raw, &data, round).await
+            } else {
+                burst(es, &data, round).await
+            };
+            total.0 += calls;
+            total.1 += elapsed;
         }
-    };
-    run(Duration::from_secs_f64(secs / 4.0)).await;
-    run(Duration::from_secs_f64(secs)).await
+    }
+    totals.map(|(calls, elapsed)| calls as f64 / elapsed.as_secs_f64())
 }
 
 /// Events per second from one sender, counted when the receiver has handled them all.
@@ -274,11 +321,26 @@ fn main() {
             .unwrap();
         let raw = RawEcho(conn.clone());
         let es = EchoStream(session.clone());
-
+        if let Ok(which) = std::env::var("ECHO_BENCH_PROFILE") {
+            let data = Bytes::from(vec![0xa5; 64]);
+            let calls_each = std::env::var("ECHO_BENCH_CALLS")
+                .ok()
+                .and_then(|s| s.parse::<u64>().ok())
+                .map(|calls| calls / CONCURRENCY as u64);
+            let (calls, elapsed) = match (which.as_str(), calls_each) {
+                ("raw", None) => burst(&raw, &data, Duration::from_secs_f64(secs)).await,
+                (_, None) => burst(&es, &data, Duration::from_secs_f64(secs)).await,
+                ("raw", Some(n)) => fixed(&raw, &data, n).await,
+                (_, Some(n)) => fixed(&es, &data, n).await,
+            };
+            println!("{which}: {:.0} calls/s, {calls} calls", calls as f64 / elapsed.as_secs_f64());
+            let stats = if which == "raw" { conn.stats() } else { session.transport_stats() };
+            println!("{stats:#?}");
+            return;
+        }
         println!("| measurement | raw quinn | EchoStream | ratio |");
         println!("| --- | --- | --- | --- |");
-        let (raw_p50, raw_p99) = latency(&raw, 64).await;
-        let (es_p50, es_p99) = latency(&es, 64).await;
+        let [(raw_p50, raw_p99), (es_p50, es_p99)] = latency(&raw, &es, 64).await;
         println!(
             "| 64 B RPC latency p50, concurrency 1 | {} | {} | {} |",
             micros(raw_p50),
@@ -291,33 +353,32 @@ fn main() {
             micros(es_p99),
             ratio(es_p99.as_secs_f64(), raw_p99.as_secs_f64())
         );
-        for size in [64, 16 * 1024] {
-            let raw_rate = throughput(&raw, size, secs).await;
-            let es_rate = throughput(&es, size, secs).await;
+        for (size, label) in [(64, "64 B"), (16 * 1024, "16 KiB")] {
+            let [raw_rate, es_rate] = throughput(&raw, &es, size, secs).await;
             println!(
-                "| {} RPC throughput, concurrency {CONCURRENCY} | {:.0} calls/s | {:.0} calls/s | {} |",
-                if size == 64 { "64 B".to_string() } else { "16 KiB".to_string() },
-                raw_rate,
-                es_rate,
+                "| {label} RPC throughput, concurrency {CONCURRENCY} | {raw_rate:.0} calls/s | {es_rate:.0} calls/s | {} |",
                 ratio(es_rate, raw_rate)
             );
         }
-        let count = (secs * 300_000.0) as u64;
+        let count = (secs * 100_000.0) as u64;
         events_raw(&conn, &raw_events, count / 10).await;
         events_echostream(&session, &events, count / 10).await;
-        let raw_rate = events_raw(&conn, &raw_events, count).await;
-        let (es_rate, full) = events_echostream(&session, &events, count).await;
+        let (mut raw_time, mut es_time, mut full) = (0.0, 0.0, 0);
+        for _ in 0..3 {
+            raw_time += count as f64 / events_raw(&conn, &raw_events, count).await;
+            let (rate, refused) = events_echostream(&session, &events, count).await;
+            es_time += count as f64 / rate;
+            full += refused;
+        }
+        let (raw_rate, es_rate) = (3.0 * count as f64 / raw_time, 3.0 * count as f64 / es_time);
         println!(
-            "| {EVENT_SIZE} B events, one sender | {:.0} events/s | {:.0} events/s | {} |",
-            raw_rate,
-            es_rate,
+            "| {EVENT_SIZE} B events, one sender | {raw_rate:.0} events/s | {es_rate:.0} events/s | {} |",
             ratio(es_rate, raw_rate)
         );
         println!();
         println!(
-            "({count} events; the EchoStream sender met a full queue {full} times and yielded; \
-             session stats: {:?})",
-            session.stats()
+            "(3 x {count} events; the EchoStream sender met its full queue {full} times and \
+             yielded to let it drain)"
         );
     });
     stop_tx.send(()).unwrap();

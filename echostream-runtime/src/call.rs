@@ -15,7 +15,7 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 
 /// Frame metadata: free-form string pairs that travel with a frame (auth tokens, trace ids, ...).
-pub type Metadata = std::collections::HashMap<String, String>;
+pub type Metadata = std::collections::BTreeMap<String, String>;
 
 /// How one outbound call is made: deadline, replay safety and metadata.
 #[derive(Clone, Debug, Default)]

@@ -53,7 +53,7 @@ pub enum CodecError {
 /// Encodes frames into chunks ready for a vectored write, reusing one header buffer.
 #[derive(Debug, Default)]
 pub struct Encoder {
-    scratch: BytesMut,
+    scratch: Vec<u8>,
 }
 
 impl Encoder {
@@ -65,11 +65,16 @@ impl Encoder {
     /// Appends the length-prefixed encoding of `frame` to the pending bytes; a large payload is
     /// pushed to `chunks` as it is, after the header bytes before it. Returns the encoded size
     /// without prefix. Call [`Encoder::flush`] to move the remaining header bytes to `chunks`.
-    pub fn encode(&mut self, mut frame: Frame, chunks: &mut Vec<Bytes>) -> usize {
+    pub fn encode(&mut self, frame: Frame, chunks: &mut Vec<Bytes>) -> usize {
+        self.encode_to(frame, &mut ChunkSink::List(chunks))
+    }
+
+    fn encode_to(&mut self, mut frame: Frame, chunks: &mut ChunkSink<'_>) -> usize {
         let Some(mut payload) = frame.payload.take() else {
             let len = frame.encoded_len();
-            encode_varint(len as u64, &mut self.scratch);
-            frame.encode_raw(&mut self.scratch);
+            let mut out = self.extend(encoded_len_varint(len as u64) + len);
+            encode_varint(len as u64, &mut out);
+            frame.encode_raw(&mut out);
             return len;
         };
         let data = take_data(&mut payload);
@@ -80,46 +85,132 @@ impl Encoder {
         let tag = payload_tag(&payload);
         let frame_len =
             frame.encoded_len() + key_len(tag) + encoded_len_varint(inner_len as u64) + inner_len;
-
-        // Everything but the payload bytes, plus room for the prefix and the data field's key.
-        self.scratch
-            .reserve(frame_len - data_field + 2 * MAX_VARINT_LEN + 4);
-        encode_varint(frame_len as u64, &mut self.scratch);
-        frame.encode_raw(&mut self.scratch);
-        encode_key(tag, WireType::LengthDelimited, &mut self.scratch);
-        encode_varint(inner_len as u64, &mut self.scratch);
-        payload_encode_raw(&payload, &mut self.scratch);
+        // A payload that goes out as its own chunk is not part of the bytes written here.
+        let own_chunk = data
+            .as_ref()
+            .filter(|(_, d)| d.len() >= COPY_THRESHOLD)
+            .map_or(0, |(_, d)| d.len());
+        let mut out = self.extend(encoded_len_varint(frame_len as u64) + frame_len - own_chunk);
+        encode_varint(frame_len as u64, &mut out);
+        frame.encode_raw(&mut out);
+        encode_key(tag, WireType::LengthDelimited, &mut out);
+        encode_varint(inner_len as u64, &mut out);
+        payload_encode_raw(&payload, &mut out);
         if let Some((data_tag, data)) = data.filter(|(_, d)| !d.is_empty()) {
-            encode_key(data_tag, WireType::LengthDelimited, &mut self.scratch);
-            encode_varint(data.len() as u64, &mut self.scratch);
+            encode_key(data_tag, WireType::LengthDelimited, &mut out);
+            encode_varint(data.len() as u64, &mut out);
             if data.len() >= COPY_THRESHOLD {
-                chunks.push(self.scratch.split().freeze());
+                chunks.push(Bytes::from(std::mem::take(&mut self.scratch)));
                 chunks.push(data);
             } else {
-                self.scratch.put_slice(&data);
+                out.put_slice(&data);
             }
         }
         frame_len
     }
 
+    /// Encodes one frame (after any bytes already pending, such as a stream-type byte) into at
+    /// most two chunks, refusing it if it is larger than `max_frame_size`.
+    pub fn encode_frame(
+        &mut self,
+        frame: Frame,
+        max_frame_size: usize,
+    ) -> Result<EncodedFrame, FrameTooLarge> {
+        let size = frame.encoded_len();
+        if size > max_frame_size {
+            return Err(FrameTooLarge {
+                size,
+                max: max_frame_size,
+            });
+        }
+        let mut encoded = EncodedFrame {
+            chunks: [Bytes::new(), Bytes::new()],
+            used: 0,
+            size,
+        };
+        let mut sink = ChunkSink::Frame(&mut encoded);
+        self.encode_to(frame, &mut sink);
+        self.flush_to(&mut sink);
+        Ok(encoded)
+    }
+
+    /// Grows the scratch buffer by `len` zeroed bytes and returns them to be written over.
+    ///
+    /// Encoding into a plain slice lets every one-byte write compile to a store, where growing
+    /// buffers check their capacity (and call `memcpy`) byte by byte.
+    fn extend(&mut self, len: usize) -> &mut [u8] {
+        let start = self.scratch.len();
+        if start == 0 {
+            // Exactly the size needed, so the buffer becomes `Bytes` without reallocating.
+            self.scratch.reserve_exact(len);
+        }
+        self.scratch.resize(start + len, 0);
+        &mut self.scratch[start..]
+    }
+
     /// Appends one raw byte: the stream-type byte that opens a unidirectional stream.
     pub fn put_byte(&mut self, byte: u8) {
-        self.scratch.put_u8(byte);
+        self.scratch.push(byte);
     }
 
     /// Moves the header bytes written since the last flush to `chunks`.
     pub fn flush(&mut self, chunks: &mut Vec<Bytes>) {
-        if !self.scratch.is_empty() {
-            chunks.push(self.scratch.split().freeze());
-        }
+        self.flush_to(&mut ChunkSink::List(chunks));
     }
 
-    /// Encodes one frame into fresh chunks (a header, and the payload when it is large).
-    pub fn encode_one(&mut self, frame: Frame) -> Vec<Bytes> {
-        let mut chunks = Vec::with_capacity(2);
-        self.encode(frame, &mut chunks);
-        self.flush(&mut chunks);
-        chunks
+    fn flush_to(&mut self, chunks: &mut ChunkSink<'_>) {
+        if !self.scratch.is_empty() {
+            chunks.push(Bytes::from(std::mem::take(&mut self.scratch)));
+        }
+    }
+}
+
+/// A frame refused by [`Encoder::encode_frame`] for its size.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("frame of {size} bytes exceeds the limit of {max} bytes")]
+pub struct FrameTooLarge {
+    /// The frame's encoded size.
+    pub size: usize,
+    /// The limit.
+    pub max: usize,
+}
+
+/// One encoded frame: a header and, for a large payload, the payload itself; ready for a
+/// vectored write without any further allocation.
+#[derive(Debug)]
+pub struct EncodedFrame {
+    chunks: [Bytes; 2],
+    used: usize,
+    size: usize,
+}
+
+impl EncodedFrame {
+    /// The chunks to write, in order.
+    pub fn chunks(&mut self) -> &mut [Bytes] {
+        &mut self.chunks[..self.used]
+    }
+
+    /// The frame's size without its length prefix.
+    pub fn size(&self) -> usize {
+        self.size
+    }
+}
+
+/// Where encoded chunks go.
+enum ChunkSink<'a> {
+    List(&'a mut Vec<Bytes>),
+    Frame(&'a mut EncodedFrame),
+}
+
+impl ChunkSink<'_> {
+    fn push(&mut self, chunk: Bytes) {
+        match self {
+            ChunkSink::List(list) => list.push(chunk),
+            ChunkSink::Frame(frame) => {
+                frame.chunks[frame.used] = chunk;
+                frame.used += 1;
+            }
+        }
     }
 }
 
@@ -172,7 +263,7 @@ fn payload_encoded_len(payload: &Payload) -> usize {
     }
 }
 
-fn payload_encode_raw(payload: &Payload, buf: &mut BytesMut) {
+fn payload_encode_raw(payload: &Payload, buf: &mut impl BufMut) {
     match payload {
         Payload::Hello(m) => m.encode_raw(buf),
         Payload::Ping(m) => m.encode_raw(buf),
@@ -353,23 +444,38 @@ mod tests {
         let mut encoder = Encoder::new();
         for frame in samples() {
             let expected = frame.encode_length_delimited_to_vec();
-            let chunks = encoder.encode_one(frame);
-            assert_eq!(concat(&chunks), expected);
+            let mut encoded = encoder.encode_frame(frame, usize::MAX).unwrap();
+            assert_eq!(concat(encoded.chunks()), expected);
+            assert_eq!(
+                encoded.size() + prost::length_delimiter_len(encoded.size()),
+                expected.len()
+            );
         }
     }
 
     #[test]
     fn large_payloads_are_not_copied() {
         let data = Bytes::from(vec![1u8; 64 * 1024]);
-        let chunks = Encoder::new().encode_one(request(data.clone()));
+        let mut encoded = Encoder::new()
+            .encode_frame(request(data.clone()), usize::MAX)
+            .unwrap();
+        let chunks = encoded.chunks();
         assert_eq!(chunks.len(), 2);
         assert_eq!(
             chunks[1].as_ptr(),
             data.as_ptr(),
             "payload sent as the caller's buffer"
         );
-        let small = Encoder::new().encode_one(request(Bytes::from_static(b"tiny")));
-        assert_eq!(small.len(), 1, "small payloads ride in the header chunk");
+        let mut small = Encoder::new()
+            .encode_frame(request(Bytes::from_static(b"tiny")), usize::MAX)
+            .unwrap();
+        assert_eq!(
+            small.chunks().len(),
+            1,
+            "small payloads ride in the header chunk"
+        );
+        let refused = Encoder::new().encode_frame(request(Bytes::from(vec![0; 100])), 50);
+        assert!(matches!(refused, Err(FrameTooLarge { max: 50, .. })));
     }
 
     #[test]

@@ -207,8 +207,10 @@ pub(crate) async fn establish(conn: Connection, shared: Arc<Shared>) -> Result<S
                 config.max_concurrent_calls,
             ))),
         };
-        let mut chunks = encoder.encode_one(hello);
-        if let Err(e) = control.write_all_chunks(&mut chunks).await {
+        let mut hello = encoder
+            .encode_frame(hello, usize::MAX)
+            .map_err(|e| Error::Protocol(e.to_string()))?;
+        if let Err(e) = control.write_all_chunks(hello.chunks()).await {
             return Err(match e {
                 quinn::WriteError::ConnectionLost(e) => Error::from_connection(e),
                 other => Error::Protocol(format!("cannot write the hello: {other}")),

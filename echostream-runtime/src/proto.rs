@@ -2,7 +2,8 @@
 //! prost-build and checked in, so building the runtime needs no protobuf compiler at all.
 //!
 //! `bytes` fields are [`bytes::Bytes`], so decoding a frame slices its payload out of the received
-//! buffer instead of copying it. A test regenerates this code from `proto/` (with `protox` and
+//! buffer instead of copying it; maps are `BTreeMap`s, which cost nothing when empty (the common
+//! case for metadata) and encode in a deterministic order. A test regenerates this code from `proto/` (with `protox` and
 //! `prost-build`) and fails if the checked-in file is stale; run it with `ECHO_BLESS=1` to rewrite
 //! the file after editing the `.proto`.
 
@@ -25,6 +26,7 @@ mod tests {
         std::fs::create_dir_all(&out).expect("temp dir");
         prost_build::Config::new()
             .bytes(["."])
+            .btree_map(["."])
             .out_dir(&out)
             .compile_fds(fds)
             .expect("prost-build generates");

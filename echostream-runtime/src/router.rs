@@ -8,6 +8,7 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -69,6 +70,31 @@ pub trait Service {
     fn register(self, router: &mut Router);
 }
 
+/// A map keyed by handler name. Only this side inserts names (peers only look them up), so a
+/// simple fast hash is safe here: FNV-1a instead of the DoS-resistant default.
+type Names<V> = HashMap<Arc<str>, V, BuildHasherDefault<Fnv>>;
+
+/// The FNV-1a hash (64 bits).
+struct Fnv(u64);
+
+impl Default for Fnv {
+    fn default() -> Fnv {
+        Fnv(0xcbf2_9ce4_8422_2325)
+    }
+}
+
+impl Hasher for Fnv {
+    fn write(&mut self, bytes: &[u8]) {
+        for byte in bytes {
+            self.0 = (self.0 ^ u64::from(*byte)).wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
 /// The handlers registered for one event name, in registration order.
 pub(crate) type EventHandlers = Vec<Arc<dyn EventHandler>>;
 
@@ -79,9 +105,9 @@ pub(crate) type EventHandlers = Vec<Arc<dyn EventHandler>>;
 /// `NOT_FOUND` stop code.
 #[derive(Clone, Default)]
 pub struct Router {
-    rpcs: HashMap<Arc<str>, Arc<dyn RpcHandler>>,
-    events: HashMap<Arc<str>, EventHandlers>,
-    streams: HashMap<Arc<str>, Arc<dyn StreamHandler>>,
+    rpcs: Names<Arc<dyn RpcHandler>>,
+    events: Names<EventHandlers>,
+    streams: Names<Arc<dyn StreamHandler>>,
 }
 
 impl Router {

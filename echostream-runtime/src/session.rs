@@ -2,9 +2,12 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::fmt;
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::task::Poll;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -14,7 +17,7 @@ use tokio::sync::{Notify, watch};
 use tokio::time::Instant;
 
 use crate::call::{CallContext, CallKind, CallOptions, Metadata};
-use crate::codec::Encoder;
+use crate::codec::{EncodedFrame, Encoder};
 use crate::context::Context;
 use crate::endpoint::Shared;
 use crate::error::CloseReason;
@@ -272,8 +275,7 @@ impl Session {
         let frame = self.outbound(frame).await?;
         let frame =
             frame.ok_or_else(|| Status::cancelled("request dropped by outbound middleware"))?;
-        inner.check_frame_size(&frame)?;
-        let mut chunks = Encoder::new().encode_one(frame);
+        let mut encoded = inner.encode(frame)?;
         let (send, recv) = inner.conn.open_bi().await.map_err(|_| self.unavailable())?;
         let mut call = CallStreams {
             send,
@@ -282,7 +284,7 @@ impl Session {
             done: false,
         };
         call.send
-            .write_all_chunks(&mut chunks)
+            .write_all_chunks(encoded.chunks())
             .await
             .map_err(|e| status_from_write(e, || self.unavailable().message().to_owned()))?;
         // Fails only if the peer already stopped the stream; the read below reports that.
@@ -544,6 +546,11 @@ impl Session {
         }
     }
 
+    /// The QUIC connection's own statistics: packets, bytes, losses, congestion window, path MTU.
+    pub fn transport_stats(&self) -> quinn::ConnectionStats {
+        self.inner.conn.stats()
+    }
+
     /// How many of the peer's calls are being served right now.
     pub fn calls_in_flight(&self) -> usize {
         self.inner.inflight.load(Relaxed)
@@ -589,29 +596,31 @@ impl Session {
     }
 
     /// Runs `frame` through the outbound middleware.
-    pub(crate) async fn outbound(&self, frame: Frame) -> Result<Option<Frame>, Status> {
-        let middleware = &self.inner.shared.middleware;
-        if middleware.is_empty() {
-            return Ok(Some(frame));
+    pub(crate) fn outbound(&self, frame: Frame) -> Passing<'_> {
+        if self.inner.shared.middleware.is_empty() {
+            return Passing::Through(Some(frame));
         }
-        let result = middleware.outbound(self, frame).await;
-        if !matches!(result, Ok(Some(_))) {
-            bump(&self.inner.counters.middleware_dropped);
-        }
-        result
+        Passing::Layers(Box::pin(async move {
+            let result = self.inner.shared.middleware.outbound(self, frame).await;
+            if !matches!(result, Ok(Some(_))) {
+                bump(&self.inner.counters.middleware_dropped);
+            }
+            result
+        }))
     }
 
     /// Runs `frame` through the inbound middleware.
-    pub(crate) async fn inbound(&self, frame: Frame) -> Result<Option<Frame>, Status> {
-        let middleware = &self.inner.shared.middleware;
-        if middleware.is_empty() {
-            return Ok(Some(frame));
+    pub(crate) fn inbound(&self, frame: Frame) -> Passing<'_> {
+        if self.inner.shared.middleware.is_empty() {
+            return Passing::Through(Some(frame));
         }
-        let result = middleware.inbound(self, frame).await;
-        if !matches!(result, Ok(Some(_))) {
-            bump(&self.inner.counters.middleware_dropped);
-        }
-        result
+        Passing::Layers(Box::pin(async move {
+            let result = self.inner.shared.middleware.inbound(self, frame).await;
+            if !matches!(result, Ok(Some(_))) {
+                bump(&self.inner.counters.middleware_dropped);
+            }
+            result
+        }))
     }
 
     /// Sends a go-away and refuses the peer's new calls from now on.
@@ -689,7 +698,8 @@ impl Session {
     /// Accepts the peer's calls, one task per call.
     async fn accept_calls(self) {
         while let Ok((send, recv)) = self.inner.conn.accept_bi().await {
-            tokio::spawn(self.clone().serve_call(send, recv));
+            // Boxed, so spawning moves a pointer instead of the whole call state.
+            tokio::spawn(Box::pin(self.clone().serve_call(send, recv)));
         }
     }
 
@@ -753,34 +763,36 @@ impl Session {
         let deadline = (request.timeout_us > 0)
             .then(|| received_at + Duration::from_micros(request.timeout_us));
         let ctx = CallContext::new(CallKind::Rpc, id, name.clone(), deadline, metadata);
-        let handled = ctx
-            .clone()
-            .scope(catch_unwind_future(handler.handle(&self, request)));
-        let stopped = send.stopped();
-        let expired = async {
-            match deadline {
-                Some(deadline) => tokio::time::sleep_until(deadline).await,
-                None => std::future::pending().await,
+        // The handler's future is dropped at the end of this block, before the answer is sent.
+        let outcome = {
+            let handled = ctx
+                .clone()
+                .scope(catch_unwind_future(handler.handle(&self, request)));
+            tokio::pin!(handled);
+            // Most handlers answer at once: poll once before arming cancellation and the
+            // deadline, whose futures then live in their own allocation, not in every call's task.
+            match std::future::poll_fn(|cx| Poll::Ready(handled.as_mut().poll(cx))).await {
+                Poll::Ready(outcome) => Ended::Answered(outcome),
+                Poll::Pending => Box::pin(wait_for_handler(handled, &send, deadline)).await,
             }
         };
-        let result = tokio::select! {
-            biased;
-            result = handled => match result {
-                Ok(answer) => answer,
-                Err(panic) => {
-                    bump(&inner.counters.handler_panics);
-                    tracing::error!(session = self.id(), method = %name, panic, "RPC handler panicked");
-                    Err(Status::internal(format!("the handler of {name} panicked")))
-                }
-            },
-            _ = stopped => {
+        let result = match outcome {
+            Ended::Answered(Ok(answer)) => answer,
+            Ended::Answered(Err(panic)) => {
+                bump(&inner.counters.handler_panics);
+                tracing::error!(session = self.id(), method = %name, panic, "RPC handler panicked");
+                Err(Status::internal(format!("the handler of {name} panicked")))
+            }
+            Ended::Stopped => {
                 ctx.cancel();
                 tracing::debug!(session = self.id(), method = %name, "call cancelled by the caller");
                 return;
             }
-            _ = expired => {
+            Ended::Expired => {
                 ctx.cancel();
-                Err(Status::deadline_exceeded(format!("{name} did not answer within the caller's deadline")))
+                Err(Status::deadline_exceeded(format!(
+                    "{name} did not answer within the caller's deadline"
+                )))
             }
         };
         self.respond(send, id, result).await;
@@ -813,13 +825,15 @@ impl Session {
             }
             Err(status) => error_response(id, &status),
         };
-        let frame = match self.inner.check_frame_size(&frame) {
-            Ok(_) => frame,
-            Err(status) => error_response(id, &status),
+        let mut encoded = match self.inner.encode(frame) {
+            Ok(encoded) => encoded,
+            Err(status) => match self.inner.encode(error_response(id, &status)) {
+                Ok(encoded) => encoded,
+                Err(_) => return,
+            },
         };
-        let mut chunks = Encoder::new().encode_one(frame);
         // A failed write means the caller is gone: nobody is left to tell.
-        if send.write_all_chunks(&mut chunks).await.is_ok() {
+        if send.write_all_chunks(encoded.chunks()).await.is_ok() {
             let _ = send.finish();
         }
     }
@@ -1059,6 +1073,19 @@ impl Inner {
         Ok(())
     }
 
+    /// Encodes a frame that travels alone on its stream, or `RESOURCE_EXHAUSTED` if the peer
+    /// would refuse it for its size.
+    fn encode(&self, frame: Frame) -> Result<EncodedFrame, Status> {
+        Encoder::new()
+            .encode_frame(frame, self.peer.max_frame_size)
+            .map_err(|e| {
+                Status::resource_exhausted(format!(
+                    "frame of {} bytes exceeds the peer's limit of {} bytes",
+                    e.size, e.max
+                ))
+            })
+    }
+
     /// The encoded size of `frame`, or `RESOURCE_EXHAUSTED` if the peer would refuse it.
     pub(crate) fn check_frame_size(&self, frame: &Frame) -> Result<usize, Status> {
         let size = frame.encoded_len();
@@ -1069,6 +1096,62 @@ impl Inner {
             )));
         }
         Ok(size)
+    }
+}
+
+/// A frame on its way through the middleware. Without middleware it is ready at once and costs
+/// the caller's future no more state than the frame itself; with middleware the layers run in
+/// their own allocation.
+pub(crate) enum Passing<'a> {
+    /// No middleware: the frame as it was (taken when polled).
+    Through(Option<Frame>),
+    /// The middleware layers at work.
+    Layers(Pin<Box<dyn Future<Output = Result<Option<Frame>, Status>> + Send + 'a>>),
+}
+
+impl Future for Passing<'_> {
+    type Output = Result<Option<Frame>, Status>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<Self::Output> {
+        match self.get_mut() {
+            Passing::Through(frame) => Poll::Ready(Ok(frame.take())),
+            Passing::Layers(layers) => layers.as_mut().poll(cx),
+        }
+    }
+}
+
+/// How a handler's run ended.
+enum Ended {
+    /// It answered (or panicked, with the panic's message).
+    Answered(Result<Result<Bytes, Status>, String>),
+    /// The caller stopped waiting (it cancelled, or the connection was lost).
+    Stopped,
+    /// The caller's deadline passed.
+    Expired,
+}
+
+/// Waits for a handler that did not answer at once, while watching for the caller giving up and
+/// for the deadline. Dropping the handler's future (when this returns otherwise) cancels it.
+async fn wait_for_handler<F>(
+    handled: Pin<&mut F>,
+    send: &SendStream,
+    deadline: Option<Instant>,
+) -> Ended
+where
+    F: Future<Output = Result<Result<Bytes, Status>, String>>,
+{
+    let stopped = send.stopped();
+    let expired = async {
+        match deadline {
+            Some(deadline) => tokio::time::sleep_until(deadline).await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        biased;
+        outcome = handled => Ended::Answered(outcome),
+        _ = stopped => Ended::Stopped,
+        _ = expired => Ended::Expired,
     }
 }
 

@@ -4,8 +4,8 @@
 pub struct Frame {
     /// Free-form key/value pairs (auth tokens, trace ids, ...). Set by callers and middleware; the
     /// runtime itself sets none. Keys are case-sensitive.
-    #[prost(map = "string, string", tag = "1")]
-    pub metadata: ::std::collections::HashMap<
+    #[prost(btree_map = "string, string", tag = "1")]
+    pub metadata: ::prost::alloc::collections::BTreeMap<
         ::prost::alloc::string::String,
         ::prost::alloc::string::String,
     >,
