@@ -66,16 +66,27 @@ impl Encoder {
     /// pushed to `chunks` as it is, after the header bytes before it. Returns the encoded size
     /// without prefix. Call [`Encoder::flush`] to move the remaining header bytes to `chunks`.
     pub fn encode(&mut self, frame: Frame, chunks: &mut Vec<Bytes>) -> usize {
-        self.encode_to(frame, &mut ChunkSink::List(chunks))
+        match self.encode_to(frame, usize::MAX, &mut ChunkSink::List(chunks)) {
+            Ok(size) | Err(FrameTooLarge { size, .. }) => size,
+        }
     }
 
-    fn encode_to(&mut self, mut frame: Frame, chunks: &mut ChunkSink<'_>) -> usize {
+    /// Encodes `frame` into `chunks` if its size is at most `max`; writes nothing otherwise.
+    fn encode_to(
+        &mut self,
+        mut frame: Frame,
+        max: usize,
+        chunks: &mut ChunkSink<'_>,
+    ) -> Result<usize, FrameTooLarge> {
         let Some(mut payload) = frame.payload.take() else {
             let len = frame.encoded_len();
+            if len > max {
+                return Err(FrameTooLarge { size: len, max });
+            }
             let mut out = self.extend(encoded_len_varint(len as u64) + len);
             encode_varint(len as u64, &mut out);
             frame.encode_raw(&mut out);
-            return len;
+            return Ok(len);
         };
         let data = take_data(&mut payload);
         let data_field = data
@@ -85,6 +96,12 @@ impl Encoder {
         let tag = payload_tag(&payload);
         let frame_len =
             frame.encoded_len() + key_len(tag) + encoded_len_varint(inner_len as u64) + inner_len;
+        if frame_len > max {
+            return Err(FrameTooLarge {
+                size: frame_len,
+                max,
+            });
+        }
         // A payload that goes out as its own chunk is not part of the bytes written here.
         let own_chunk = data
             .as_ref()
@@ -106,7 +123,7 @@ impl Encoder {
                 out.put_slice(&data);
             }
         }
-        frame_len
+        Ok(frame_len)
     }
 
     /// Encodes one frame (after any bytes already pending, such as a stream-type byte) into at
@@ -116,21 +133,15 @@ impl Encoder {
         frame: Frame,
         max_frame_size: usize,
     ) -> Result<EncodedFrame, FrameTooLarge> {
-        let size = frame.encoded_len();
-        if size > max_frame_size {
-            return Err(FrameTooLarge {
-                size,
-                max: max_frame_size,
-            });
-        }
         let mut encoded = EncodedFrame {
             chunks: [Bytes::new(), Bytes::new()],
             used: 0,
-            size,
+            size: 0,
         };
         let mut sink = ChunkSink::Frame(&mut encoded);
-        self.encode_to(frame, &mut sink);
+        let size = self.encode_to(frame, max_frame_size, &mut sink)?;
         self.flush_to(&mut sink);
+        encoded.size = size;
         Ok(encoded)
     }
 

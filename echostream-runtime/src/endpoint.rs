@@ -186,9 +186,9 @@ impl Service for Router {
 /// Runs the start hooks and tells the plugins the endpoint started.
 pub(crate) async fn start(shared: &Shared) -> Result<(), Error> {
     shared.context.start().await.map_err(Error::Start)?;
-    for plugin in &shared.plugins {
-        plugin.on_server_start(&shared.context);
-    }
+    crate::plugin::notify(&shared.plugins, "on_server_start", |p| {
+        p.on_server_start(&shared.context)
+    });
     Ok(())
 }
 

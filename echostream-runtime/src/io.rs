@@ -75,12 +75,29 @@ impl FrameReader {
     /// Reads the one frame a side of an RPC stream carries, then the end of the stream (which
     /// normally arrives with it). Anything after the frame is a protocol error.
     pub(crate) async fn single(&mut self) -> Result<Frame, ReadFrameError> {
-        let Some(frame) = self.next().await? else {
-            return Err(CodecError::Truncated.into());
-        };
-        match self.next().await? {
-            None => Ok(frame),
-            Some(_) => Err(CodecError::Unexpected("a second frame on an RPC stream").into()),
+        let mut frame = None;
+        loop {
+            if frame.is_none() {
+                frame = self.decoder.next_frame()?;
+            }
+            match self.recv.read_chunk(usize::MAX, true).await? {
+                Some(chunk) if frame.is_some() && !chunk.bytes.is_empty() => {
+                    return Err(CodecError::Unexpected("a second frame on an RPC stream").into());
+                }
+                Some(chunk) => self.decoder.feed(chunk.bytes),
+                None => {
+                    if frame.is_none() {
+                        frame = self.decoder.next_frame()?;
+                    }
+                    return match frame {
+                        Some(frame) if !self.decoder.has_partial() => Ok(frame),
+                        Some(_) => {
+                            Err(CodecError::Unexpected("a second frame on an RPC stream").into())
+                        }
+                        None => Err(CodecError::Truncated.into()),
+                    };
+                }
+            }
         }
     }
 

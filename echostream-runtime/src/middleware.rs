@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
+use crate::panic::catch_unwind_future;
 use crate::proto::v1::Frame;
 use crate::session::Session;
 use crate::status::Status;
@@ -51,6 +52,12 @@ pub trait Middleware: Send + Sync + 'static {
     }
 }
 
+/// A middleware that panicked fails its frame with `INTERNAL`.
+fn panicked(panic: String) -> Result<Option<Frame>, Status> {
+    tracing::error!(panic, "middleware panicked");
+    Err(Status::internal("middleware panicked"))
+}
+
 /// The middleware of an endpoint, in registration order.
 #[derive(Clone, Default)]
 pub(crate) struct Middlewares {
@@ -73,7 +80,8 @@ impl Middlewares {
         mut frame: Frame,
     ) -> Result<Option<Frame>, Status> {
         for layer in &self.layers {
-            match layer.on_frame_inbound(session, frame).await? {
+            let step = catch_unwind_future(layer.on_frame_inbound(session, frame)).await;
+            match step.unwrap_or_else(panicked)? {
                 Some(next) => frame = next,
                 None => return Ok(None),
             }
@@ -88,7 +96,8 @@ impl Middlewares {
         mut frame: Frame,
     ) -> Result<Option<Frame>, Status> {
         for layer in self.layers.iter().rev() {
-            match layer.on_frame_outbound(session, frame).await? {
+            let step = catch_unwind_future(layer.on_frame_outbound(session, frame)).await;
+            match step.unwrap_or_else(panicked)? {
                 Some(next) => frame = next,
                 None => return Ok(None),
             }

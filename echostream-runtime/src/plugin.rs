@@ -2,6 +2,8 @@
 //! connections) rather than its frames.
 
 use std::net::SocketAddr;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
 
 use crate::context::Context;
 use crate::error::Error;
@@ -33,5 +35,20 @@ pub trait Plugin: Send + Sync + 'static {
     /// protocol version, no hello in time); `error` says why.
     fn on_connection_refused(&self, remote: SocketAddr, error: &Error) {
         let _ = (remote, error);
+    }
+}
+
+/// Calls `callback` on every plugin; a plugin that panics is logged and skipped, so one faulty
+/// plugin cannot stop the others or the endpoint's own bookkeeping.
+pub(crate) fn notify(
+    plugins: &[Arc<dyn Plugin>],
+    what: &'static str,
+    callback: impl Fn(&dyn Plugin),
+) {
+    for plugin in plugins {
+        if let Err(payload) = catch_unwind(AssertUnwindSafe(|| callback(plugin.as_ref()))) {
+            let panic = crate::panic::panic_message(payload.as_ref());
+            tracing::error!(callback = what, panic, "plugin panicked");
+        }
     }
 }

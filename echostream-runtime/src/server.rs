@@ -234,9 +234,9 @@ async fn accept(endpoint: Endpoint, shared: Arc<Shared>, mut stop: watch::Receiv
             };
             if let Err(error) = result {
                 tracing::warn!(%remote, %error, "connection refused");
-                for plugin in &shared.plugins {
-                    plugin.on_connection_refused(remote, &error);
-                }
+                crate::plugin::notify(&shared.plugins, "on_connection_refused", |p| {
+                    p.on_connection_refused(remote, &error)
+                });
             }
         });
     }

@@ -72,6 +72,8 @@ pub(crate) struct Inner {
     /// This side sent a go-away: no new calls from the peer.
     going_away: AtomicBool,
     local_close: Mutex<Option<CloseReason>>,
+    /// This side closed the connection (its close reason may not be recorded yet).
+    closing: AtomicBool,
     close_reason: OnceLock<CloseReason>,
     closed: watch::Sender<bool>,
 }
@@ -170,6 +172,7 @@ impl Session {
                 peer_going_away: AtomicBool::new(false),
                 going_away: AtomicBool::new(false),
                 local_close: Mutex::new(None),
+                closing: AtomicBool::new(false),
                 close_reason: OnceLock::new(),
                 closed: watch::channel(false).0,
                 shared,
@@ -189,9 +192,9 @@ impl Session {
         tokio::spawn(session.clone().read_control(control_recv));
         tokio::spawn(session.clone().write_control(control_send));
         tokio::spawn(session.clone().write_events());
-        for plugin in &session.inner.shared.plugins {
-            plugin.on_new_session(&session);
-        }
+        crate::plugin::notify(&session.inner.shared.plugins, "on_new_session", |p| {
+            p.on_new_session(&session)
+        });
         session
     }
 
@@ -221,11 +224,11 @@ impl Session {
     ) -> Result<Bytes, Status> {
         let inner = &*self.inner;
         inner.check_can_call()?;
-        let deadline =
-            options.effective_deadline(Instant::now(), inner.shared.config.default_timeout);
+        let now = Instant::now();
+        let deadline = options.effective_deadline(now, inner.shared.config.default_timeout);
         let id = inner.next_call_id.fetch_add(1, Relaxed);
         let timeout_us = deadline.map_or(0, |d| {
-            let left = d.saturating_duration_since(Instant::now());
+            let left = d.saturating_duration_since(now);
             u64::try_from(left.as_micros()).unwrap_or(u64::MAX).max(1)
         });
         let frame = Frame {
@@ -503,6 +506,7 @@ impl Session {
                 });
             }
         }
+        self.inner.closing.store(true, Relaxed);
         self.inner.conn.close(code, reason.as_bytes());
     }
 
@@ -581,6 +585,19 @@ impl Session {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone()
+    }
+
+    /// Closes the connection after a panic inside the runtime itself.
+    fn internal_error(&self, panic: &str) {
+        tracing::error!(
+            session = self.id(),
+            panic,
+            "internal error; closing the connection"
+        );
+        self.close_with(
+            protocol::close_code(ErrorCode::InternalError),
+            "internal error",
+        );
     }
 
     /// Closes the connection because the peer broke the protocol.
@@ -689,17 +706,33 @@ impl Session {
             %reason,
             "session closed"
         );
-        for plugin in &self.inner.shared.plugins {
-            plugin.on_session_closed(&self);
-        }
+        crate::plugin::notify(&self.inner.shared.plugins, "on_session_closed", |p| {
+            p.on_session_closed(&self)
+        });
         self.inner.closed.send_replace(true);
     }
 
     /// Accepts the peer's calls, one task per call.
     async fn accept_calls(self) {
         while let Ok((send, recv)) = self.inner.conn.accept_bi().await {
-            // Boxed, so spawning moves a pointer instead of the whole call state.
-            tokio::spawn(Box::pin(self.clone().serve_call(send, recv)));
+            // Handlers and middleware have their panics caught already; this catches the
+            // runtime's own, so a bug costs one connection, never the process.
+            let mut call = catch_unwind_future(Box::pin(self.clone().serve_call(send, recv)));
+            // A call whose request has fully arrived and whose handler answers at once is
+            // served right here, without a task of its own; the others get one. (Boxed, so
+            // spawning moves a pointer rather than the call's state.)
+            match std::future::poll_fn(|cx| Poll::Ready(Pin::new(&mut call).poll(cx))).await {
+                Poll::Ready(Ok(())) => {}
+                Poll::Ready(Err(panic)) => self.internal_error(&panic),
+                Poll::Pending => {
+                    let session = self.clone();
+                    tokio::spawn(async move {
+                        if let Err(panic) = call.await {
+                            session.internal_error(&panic);
+                        }
+                    });
+                }
+            }
         }
     }
 
@@ -1064,7 +1097,8 @@ impl Session {
 impl Inner {
     /// Refuses new calls on a closed session or to a peer going away.
     fn check_can_call(&self) -> Result<(), Status> {
-        if self.close_reason.get().is_some() || self.conn.close_reason().is_some() {
+        // A connection the peer closed fails the call when it opens its stream.
+        if self.closing.load(Relaxed) || self.close_reason.get().is_some() {
             return Err(Status::unavailable("session closed"));
         }
         if self.peer_going_away.load(Relaxed) {

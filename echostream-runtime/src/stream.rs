@@ -519,6 +519,10 @@ pub(crate) async fn read(session: Session, mut reader: FrameReader) {
     else {
         return refuse(&mut reader, Code::Internal);
     };
+    if open.delivery != v1::Delivery::Reliable as i32 {
+        tracing::debug!(session = session.id(), stream = %open.name, delivery = open.delivery, "stream of an unsupported delivery refused");
+        return refuse(&mut reader, Code::InvalidArgument);
+    }
     let Some((name, handler)) = session.inner.shared.router.stream_handler(&open.name) else {
         tracing::debug!(session = session.id(), stream = %open.name, "no handler for stream; refused");
         return refuse(&mut reader, Code::NotFound);
