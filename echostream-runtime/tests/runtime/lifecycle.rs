@@ -420,3 +420,40 @@ impl<F: std::future::Future<Output = Result<Bytes, echostream_runtime::Status>>>
         )
     }
 }
+
+/// Panics in every callback.
+struct Faulty;
+
+impl Plugin for Faulty {
+    fn on_new_session(&self, _: &Session) {
+        panic!("plugin bug");
+    }
+
+    fn on_session_closed(&self, _: &Session) {
+        panic!("plugin bug");
+    }
+}
+
+#[tokio::test]
+async fn a_panicking_plugin_does_not_stop_the_others_or_the_session() {
+    let recorder = Recorder::default();
+    let p = pair(
+        Server::builder()
+            .plugin(Faulty)
+            .plugin(recorder.clone())
+            .routes(|r| {
+                r.rpc("echo", |_, req| async move { Ok(req.data) });
+            }),
+        Client::builder(),
+    )
+    .await;
+    let answer = within(p.to_server.request("echo", Bytes::from_static(b"x"))).await;
+    assert_eq!(answer.unwrap(), "x");
+    p.to_server.close(0, "done");
+    within(p.to_client.closed()).await;
+    eventually("the recorder saw the close", || {
+        recorder.0.lock().unwrap().len() == 3
+    })
+    .await;
+    assert!(p.server.sessions().is_empty());
+}

@@ -295,3 +295,36 @@ async fn layers_run_inbound_in_order_and_outbound_in_reverse() {
         ["in first", "in second", "out second", "out first"]
     );
 }
+
+/// Panics on every request named "boom".
+struct Faulty;
+
+#[async_trait]
+impl Middleware for Faulty {
+    async fn on_frame_inbound(&self, _: &Session, frame: Frame) -> Result<Option<Frame>, Status> {
+        if name(&frame) == "boom" {
+            panic!("middleware bug");
+        }
+        Ok(Some(frame))
+    }
+}
+
+#[tokio::test]
+async fn a_panicking_middleware_fails_its_frame_and_nothing_else() {
+    let p = pair(
+        Server::builder()
+            .middleware(Faulty)
+            .routes(|r: &mut Router| {
+                r.rpc("boom", |_, _| async move { Ok(Bytes::new()) });
+                r.rpc("echo", |_, req| async move { Ok(req.data) });
+            }),
+        Client::builder(),
+    )
+    .await;
+    let err = within(p.to_server.request("boom", Bytes::new()))
+        .await
+        .unwrap_err();
+    assert_eq!(err, Status::internal("middleware panicked"));
+    let ok = within(p.to_server.request("echo", Bytes::from_static(b"ok"))).await;
+    assert_eq!(ok.unwrap(), "ok");
+}

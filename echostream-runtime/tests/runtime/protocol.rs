@@ -300,3 +300,38 @@ async fn a_peer_without_hello_is_closed_after_the_handshake_timeout() {
     .await;
     assert!(refusals.0.lock().unwrap()[0].starts_with("handshake timeout"));
 }
+
+#[tokio::test]
+async fn a_stream_of_an_unsupported_delivery_is_refused() {
+    use echostream_runtime::proto::v1::{Delivery, StreamOpen};
+    let server = within(
+        Server::builder()
+            .tls(server_tls())
+            .routes(|r| {
+                r.stream("video", |_, _, _| async {});
+            })
+            .bind("127.0.0.1:0"),
+    )
+    .await
+    .unwrap();
+    let conn = raw_connect(&server, b"echostream/1").await.unwrap();
+    let _control = send_hello(&conn, 1).await;
+    let mut stream = within(conn.open_uni()).await.unwrap();
+    let open = Frame {
+        metadata: Default::default(),
+        payload: Some(Payload::StreamOpen(StreamOpen {
+            stream_id: 1,
+            name: "video".into(),
+            delivery: Delivery::Datagram as i32,
+            max_frame_bytes: 0,
+        })),
+    };
+    let mut bytes = vec![2u8];
+    bytes.extend(wire(&open));
+    within(stream.write_all(&bytes)).await.unwrap();
+    let code = within(stream.stopped()).await.unwrap();
+    assert_eq!(code, Some(quinn::VarInt::from_u32(3)), "INVALID_ARGUMENT");
+    let session = server.sessions().list().pop().unwrap();
+    assert_eq!(session.stats().streams_refused, 1);
+    assert!(!session.is_closed());
+}
