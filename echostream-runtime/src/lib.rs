@@ -2,4 +2,5 @@
 //! single QUIC connection, where either peer can call, emit and stream to the other.
 
 pub mod clock;
+pub mod datagram;
 pub mod tls;
