@@ -3,4 +3,5 @@
 
 pub mod clock;
 pub mod datagram;
+pub mod pacer;
 pub mod tls;
