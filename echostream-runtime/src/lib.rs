@@ -3,5 +3,6 @@
 
 pub mod clock;
 pub mod datagram;
+pub mod jitter;
 pub mod pacer;
 pub mod tls;
