@@ -4,5 +4,6 @@
 pub mod clock;
 pub mod datagram;
 pub mod jitter;
+pub mod netsim;
 pub mod pacer;
 pub mod tls;
