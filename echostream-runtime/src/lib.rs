@@ -30,14 +30,19 @@
 
 pub mod call;
 pub mod client;
+pub mod clock;
 pub mod codec;
 pub mod config;
 pub mod context;
+pub mod datagram;
 mod endpoint;
 pub mod error;
 mod io;
+pub mod jitter;
 pub mod keepalive;
 pub mod middleware;
+pub mod netsim;
+pub mod pacer;
 mod panic;
 pub mod plugin;
 pub mod proto;
