@@ -465,6 +465,43 @@ mod tests {
     }
 
     #[test]
+    fn the_protocol_documents_example_bytes() {
+        // docs/protocol.md, "A complete call, byte by byte".
+        let call = Frame {
+            metadata: Default::default(),
+            payload: Some(Payload::Request(RpcRequest {
+                id: 42,
+                name: "echo".into(),
+                timeout_us: 1_000_000,
+                idempotent: false,
+                data: Bytes::from_static(b"hi"),
+            })),
+        };
+        let mut encoded = Encoder::new().encode_frame(call, usize::MAX).unwrap();
+        assert_eq!(
+            concat(encoded.chunks()),
+            [
+                0x12, 0x32, 0x10, 0x08, 0x2a, 0x12, 0x04, b'e', b'c', b'h', b'o', 0x18, 0xc0, 0x84,
+                0x3d, 0x2a, 0x02, b'h', b'i'
+            ]
+        );
+        let answer = Frame {
+            metadata: Default::default(),
+            payload: Some(Payload::Response(RpcResponse {
+                id: 42,
+                code: 0,
+                message: String::new(),
+                data: Bytes::from_static(b"hi"),
+            })),
+        };
+        let mut encoded = Encoder::new().encode_frame(answer, usize::MAX).unwrap();
+        assert_eq!(
+            concat(encoded.chunks()),
+            [0x08, 0x3a, 0x06, 0x08, 0x2a, 0x22, 0x02, b'h', b'i']
+        );
+    }
+
+    #[test]
     fn large_payloads_are_not_copied() {
         let data = Bytes::from(vec![1u8; 64 * 1024]);
         let mut encoded = Encoder::new()
