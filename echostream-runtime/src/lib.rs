@@ -47,7 +47,7 @@ mod panic;
 pub mod plugin;
 pub mod proto;
 pub mod protocol;
-pub mod queue;
+mod queue;
 pub mod router;
 pub mod server;
 pub mod session;
