@@ -32,10 +32,12 @@ pub(crate) fn check(loaded: &Loaded) -> (Option<Schema>, Vec<Diagnostic>) {
         packages.insert(file.id, package_of(file.id, ast, &mut diagnostics));
     }
 
+    // Imported files first, so that a clash is reported in the file that imports.
+    let order = dependency_order(loaded);
     let mut symbols = Symbols::default();
-    for file in &loaded.files {
-        if let Some(ast) = &file.ast {
-            symbols.declare_file(file.id, &packages[&file.id].0, ast, &mut diagnostics);
+    for &id in &order {
+        if let Some(ast) = &loaded.file(id).ast {
+            symbols.declare_file(id, &packages[&id].0, ast, &mut diagnostics);
         }
     }
 
@@ -56,6 +58,7 @@ pub(crate) fn check(loaded: &Loaded) -> (Option<Schema>, Vec<Diagnostic>) {
             file: file.id,
             package: &package,
             symbols: &symbols,
+            sources: &loaded.sources,
             visible: &visible,
             complete,
             used: HashSet::new(),
@@ -123,7 +126,6 @@ pub(crate) fn check(loaded: &Loaded) -> (Option<Schema>, Vec<Diagnostic>) {
     if diagnostics.iter().any(Diagnostic::is_error) {
         return (None, diagnostics);
     }
-    let order = dependency_order(loaded);
     schema_files.sort_by_key(|f| order.iter().position(|&id| id == f.id));
     (
         Some(Schema {
@@ -305,6 +307,7 @@ struct FileChecker<'a> {
     file: FileId,
     package: &'a str,
     symbols: &'a Symbols,
+    sources: &'a crate::source::SourceMap,
     visible: &'a [FileId],
     /// Whether every import of the file was found and parsed.
     complete: bool,
@@ -769,7 +772,10 @@ impl FileChecker<'_> {
                     )
                     .with_label("not imported")
                     .with_note(symbol.span, "declared here")
-                    .with_help("import the file that declares it"),
+                    .with_help(format!(
+                        "add `import \"{}\";`",
+                        self.sources.file(symbol.file).name()
+                    )),
                 );
                 None
             }

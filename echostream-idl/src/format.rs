@@ -114,7 +114,11 @@ impl Printer {
             let token = &tokens[i];
             let trailing = token.newlines_before == 0 && !self.line_is_empty();
             match token.kind {
-                Kind::LineComment | Kind::BlockComment if trailing && self.pending_newline => {
+                Kind::LineComment if trailing => {
+                    self.out.push(' ');
+                    self.push_comment(token);
+                }
+                Kind::BlockComment if trailing && self.pending_newline => {
                     self.out.push(' ');
                     self.push_comment(token);
                 }
@@ -229,6 +233,10 @@ impl Printer {
             self.after_open = false;
             self.end_statement(true);
             return;
+        }
+        if self.after_block_comment && tokens[index].newlines_before > 0 {
+            // A block comment on lines of its own keeps them.
+            self.newline();
         }
         if self.line_is_empty() {
             self.start_line(tokens, index);

@@ -177,7 +177,10 @@ pub(crate) fn check(
                 .with_label(format!("not an option of {}", target.describe()));
             let close = allowed
                 .iter()
-                .filter(|a| strsim::levenshtein(a, name) <= 2.max(name.len() / 3))
+                .filter(|a| {
+                    strsim::levenshtein(a, name) <= 2.max(name.len() / 3)
+                        || (name.len() >= 3 && (a.starts_with(name) || name.starts_with(*a)))
+                })
                 .min_by_key(|a| strsim::levenshtein(a, name));
             d = match close {
                 Some(c) => d.with_help(format!("did you mean `{c}`?")),

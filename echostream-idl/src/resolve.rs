@@ -248,11 +248,7 @@ impl Symbols {
                 continue;
             }
             let suffix = parts[parts.len() - segments..].join(".");
-            let distance = if suffix.eq_ignore_ascii_case(written) {
-                0
-            } else {
-                strsim::levenshtein(&suffix, written)
-            };
+            let distance = distance(&suffix, written);
             if distance > limit {
                 continue;
             }
@@ -273,7 +269,7 @@ impl Symbols {
         }
         if with_scalars && segments == 1 {
             for scalar in Scalar::ALL {
-                let distance = strsim::levenshtein(scalar.name(), written);
+                let distance = distance(scalar.name(), written);
                 if distance <= limit && scalar.name() != written {
                     consider(distance, scalar.name().to_string());
                 }
@@ -281,4 +277,9 @@ impl Symbols {
         }
         best.map(|(_, text)| text)
     }
+}
+
+/// Edit distance ignoring ASCII case: `Strin` is one edit from `string`.
+fn distance(a: &str, b: &str) -> usize {
+    strsim::levenshtein(&a.to_ascii_lowercase(), &b.to_ascii_lowercase())
 }

@@ -8,13 +8,6 @@ use super::Output;
 
 /// Arguments of `echoc check`.
 #[derive(Debug, Args)]
-#[command(
-    long_about = "Check schema files and every file they import, and print all errors and \
-        warnings to standard error.\n\n\
-        `import \"x.echo\";` is looked up in each include directory (-I) in the order given; \
-        without -I, in the directories of the files given.\n\n\
-        Exit status: 0 when there is no error (warnings are printed), 1 when there is one."
-)]
 pub struct CheckArgs {
     /// Directory to look up imports in; may be repeated, searched in order.
     #[arg(short = 'I', long = "include", value_name = "DIR")]

@@ -9,15 +9,6 @@ use super::Output;
 
 /// Arguments of `echoc fmt`.
 #[derive(Debug, Args)]
-#[command(
-    long_about = "Format schema files in place, in the one canonical layout (see docs/idl.md). \
-        Comments are kept where they are; a file that does not parse is reported and left \
-        untouched.\n\n\
-        With --check, no file is changed: the names of files that are not formatted are \
-        printed to standard output.\n\n\
-        Exit status: 0 when every file is (or now is) formatted, 1 when a file could not be \
-        read, written or parsed, or (with --check) is not formatted."
-)]
 pub struct FmtArgs {
     /// Change nothing; list the files that are not formatted and exit with 1 if any.
     #[arg(long)]

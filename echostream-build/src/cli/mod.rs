@@ -42,8 +42,24 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Check schema files and the files they import; report every error and warning.
+    #[command(
+        long_about = "Check schema files and every file they import, and print all errors and \
+            warnings to standard error.\n\n\
+            `import \"x.echo\";` is looked up in each include directory (-I) in the order given; \
+            without -I, in the directories of the files given.\n\n\
+            Exit status: 0 when there is no error (warnings are printed), 1 when there is one."
+    )]
     Check(CheckArgs),
     /// Format schema files in place, or check that they are formatted.
+    #[command(
+        long_about = "Format schema files in place, in the one canonical layout (see docs/idl.md). \
+            Comments are kept where they are; a file that does not parse is reported and left \
+            untouched.\n\n\
+            With --check, no file is changed: the names of files that are not formatted are \
+            printed to standard output.\n\n\
+            Exit status: 0 when every file is (or now is) formatted, 1 when a file could not be \
+            read, written or parsed, or (with --check) is not formatted."
+    )]
     Fmt(FmtArgs),
 }
 
