@@ -14,7 +14,14 @@ const MESSAGES: usize = 5_000;
 const FIELDS: usize = 10;
 const SERVICES: usize = 500;
 const METHODS: usize = 10;
-const RUNS: usize = 15;
+/// Timed runs per measurement; `ECHO_BENCH_RUNS` overrides (e.g. 1 under valgrind).
+fn runs() -> usize {
+    std::env::var("ECHO_BENCH_RUNS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|&n| n > 0)
+        .unwrap_or(15)
+}
 
 /// The schema: fields of every scalar kind, optional/repeated labels, maps, enums, and
 /// references to other messages; services mixing rpc, event and stream methods with options.
@@ -79,7 +86,8 @@ fn schema() -> String {
 
 fn measure(mut run: impl FnMut()) -> (Duration, Duration) {
     run(); // warm-up
-    let mut times: Vec<Duration> = (0..RUNS)
+    let runs = runs();
+    let mut times: Vec<Duration> = (0..runs)
         .map(|_| {
             let start = Instant::now();
             run();
@@ -87,7 +95,7 @@ fn measure(mut run: impl FnMut()) -> (Duration, Duration) {
         })
         .collect();
     times.sort();
-    (times[RUNS / 2], times[0])
+    (times[runs / 2], times[0])
 }
 
 fn main() {
@@ -115,17 +123,19 @@ fn main() {
         black_box(parse(FileId::default(), black_box(&text)).expect("parses"));
     });
     println!(
-        "parse only:    median {:>7.1} ms   min {:>7.1} ms   ({RUNS} runs)",
+        "parse only:    median {:>7.1} ms   min {:>7.1} ms   ({} runs)",
         median.as_secs_f64() * 1e3,
-        min.as_secs_f64() * 1e3
+        min.as_secs_f64() * 1e3,
+        runs()
     );
     let (median, min) = measure(|| {
         let c = compile_with(&fs, &["bench.echo"], &[] as &[&str]);
         black_box(c.schema.expect("no errors"));
     });
     println!(
-        "parse + check: median {:>7.1} ms   min {:>7.1} ms   ({RUNS} runs)",
+        "parse + check: median {:>7.1} ms   min {:>7.1} ms   ({} runs)",
         median.as_secs_f64() * 1e3,
-        min.as_secs_f64() * 1e3
+        min.as_secs_f64() * 1e3,
+        runs()
     );
 }

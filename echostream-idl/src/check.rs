@@ -323,7 +323,15 @@ impl FileChecker<'_> {
         self.diagnostics.push(d);
     }
 
-    fn style(&mut self, ok: bool, name: &ast::Ident, what: &str, style: &str, fixed: String) {
+    /// Warns when `name` is not in `style`; `fixed` computes the suggested name.
+    fn style(
+        &mut self,
+        ok: bool,
+        name: &ast::Ident,
+        what: &str,
+        style: &str,
+        fixed: fn(&str) -> String,
+    ) {
         if !ok {
             self.diagnostics.push(
                 Diagnostic::warning(
@@ -331,31 +339,19 @@ impl FileChecker<'_> {
                     format!("{what} `{}` should be {style}", name.name),
                 )
                 .with_label(format!("not {style}"))
-                .with_help(format!("rename it to `{fixed}`")),
+                .with_help(format!("rename it to `{}`", fixed(&name.name))),
             );
         }
     }
 
     fn type_style(&mut self, name: &ast::Ident, what: &str) {
-        let fixed = naming::rust_camel(&name.name);
-        self.style(
-            naming::is_upper_camel(&name.name),
-            name,
-            what,
-            "UpperCamelCase",
-            fixed,
-        );
+        let ok = naming::is_upper_camel(&name.name);
+        self.style(ok, name, what, "UpperCamelCase", naming::rust_camel);
     }
 
     fn snake_style(&mut self, name: &ast::Ident, what: &str) {
-        let fixed = naming::rust_snake(&name.name);
-        self.style(
-            naming::is_snake(&name.name),
-            name,
-            what,
-            "snake_case",
-            fixed,
-        );
+        let ok = naming::is_snake(&name.name);
+        self.style(ok, name, what, "snake_case", naming::rust_snake);
     }
 
     fn message(&mut self, scope: &str, m: &ast::Message) -> Message {
@@ -837,7 +833,7 @@ impl FileChecker<'_> {
                 &v.name,
                 "enum value",
                 "SCREAMING_SNAKE_CASE",
-                naming::screaming_snake(&v.name.name),
+                naming::screaming_snake,
             );
             let number = v.number.value.and_then(|n| i32::try_from(n).ok());
             if i == 0 && number != Some(0) {

@@ -6,11 +6,24 @@ use heck::{ToSnakeCase, ToUpperCamelCase};
 
 /// The Rust name of a field, oneof field or method: `fooBar` → `foo_bar`.
 pub fn rust_snake(name: &str) -> String {
+    if is_snake(name) {
+        // Already in the form the conversion produces (the common case, kept cheap).
+        return name.to_string();
+    }
     name.to_snake_case()
 }
 
 /// The Rust name of a message, enum, service or oneof enum: `foo_bar` → `FooBar`.
 pub fn rust_camel(name: &str) -> String {
+    let plain = is_upper_camel(name)
+        && !name
+            .as_bytes()
+            .windows(2)
+            .any(|w| w[1].is_ascii_uppercase() && !w[0].is_ascii_lowercase());
+    if plain {
+        // Already in the form the conversion produces (the common case, kept cheap).
+        return name.to_string();
+    }
     name.to_upper_camel_case()
 }
 
@@ -68,6 +81,28 @@ mod tests {
         assert_eq!(rust_variant("Presence", "PRESENCE_ONLINE"), "Online");
         assert_eq!(rust_variant("Presence", "ONLINE"), "Online");
         assert_eq!(rust_variant("Foo", "FOOBAR"), "Foobar");
+    }
+
+    #[test]
+    fn fast_paths_agree_with_the_full_conversion() {
+        for name in [
+            "field_0",
+            "a1b",
+            "v2_api",
+            "foo2bar",
+            "x",
+            "Msg0",
+            "FooBar",
+            "Foo2bar",
+            "A1B2",
+            "Ab",
+            "Msg0abc",
+            "Http2Server",
+            "X",
+        ] {
+            assert_eq!(rust_snake(name), name.to_snake_case(), "{name}");
+            assert_eq!(rust_camel(name), name.to_upper_camel_case(), "{name}");
+        }
     }
 
     #[test]
