@@ -1,6 +1,8 @@
 //! Semantic checks: from parsed files to the checked [`Schema`], reporting every problem.
 
-use std::collections::{HashMap, HashSet};
+use std::borrow::Cow;
+
+use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 
 use crate::ast::{self, LabelKw, MethodKw, RangeEnd};
 use crate::diagnostic::Diagnostic;
@@ -26,7 +28,7 @@ pub(crate) fn check(loaded: &Loaded) -> (Option<Schema>, Vec<Diagnostic>) {
     let mut diagnostics = loaded.diagnostics.clone();
 
     // Packages first: every later step needs them.
-    let mut packages: HashMap<FileId, (String, Span, String)> = HashMap::new();
+    let mut packages: HashMap<FileId, (String, Span, String)> = HashMap::default();
     for file in &loaded.files {
         let Some(ast) = &file.ast else { continue };
         packages.insert(file.id, package_of(file.id, ast, &mut diagnostics));
@@ -42,8 +44,8 @@ pub(crate) fn check(loaded: &Loaded) -> (Option<Schema>, Vec<Diagnostic>) {
     }
 
     let mut schema_files = Vec::new();
-    let mut package_types: HashMap<String, Vec<(String, Span)>> = HashMap::new();
-    let mut package_enums: HashMap<String, Vec<EnumScope>> = HashMap::new();
+    let mut package_types: HashMap<String, Vec<(&str, Span)>> = HashMap::default();
+    let mut package_enums: HashMap<String, Vec<EnumScope>> = HashMap::default();
     for file in &loaded.files {
         let Some(ast) = &file.ast else { continue };
         let (package, package_span, doc) = packages[&file.id].clone();
@@ -61,7 +63,7 @@ pub(crate) fn check(loaded: &Loaded) -> (Option<Schema>, Vec<Diagnostic>) {
             sources: &loaded.sources,
             visible: &visible,
             complete,
-            used: HashSet::new(),
+            used: HashSet::default(),
             diagnostics: &mut diagnostics,
             enum_scopes: Vec::new(),
         };
@@ -74,14 +76,14 @@ pub(crate) fn check(loaded: &Loaded) -> (Option<Schema>, Vec<Diagnostic>) {
                     package_types
                         .entry(package.clone())
                         .or_default()
-                        .push((m.name.name.clone(), m.name.span));
+                        .push((&m.name.name, m.name.span));
                     messages.push(checker.message(&package, m));
                 }
                 ast::Decl::Enum(e) => {
                     package_types
                         .entry(package.clone())
                         .or_default()
-                        .push((e.name.name.clone(), e.name.span));
+                        .push((&e.name.name, e.name.span));
                     let checked = checker.enumeration(&package, e);
                     package_enums
                         .entry(package.clone())
@@ -93,7 +95,7 @@ pub(crate) fn check(loaded: &Loaded) -> (Option<Schema>, Vec<Diagnostic>) {
                     package_types
                         .entry(package.clone())
                         .or_default()
-                        .push((s.name.name.clone(), s.name.span));
+                        .push((&s.name.name, s.name.span));
                     services.push(checker.service(s));
                 }
             }
@@ -116,7 +118,7 @@ pub(crate) fn check(loaded: &Loaded) -> (Option<Schema>, Vec<Diagnostic>) {
 
     // Names that only clash once converted to Rust, across all files of a package.
     for types in package_types.values() {
-        rust_clashes(types, naming::rust_camel, &mut diagnostics);
+        rust_clashes(types, camel, &mut diagnostics);
     }
     for scopes in package_enums.values() {
         enum_value_scope(scopes, &mut diagnostics);
@@ -212,7 +214,7 @@ fn dependency_order(loaded: &Loaded) -> Vec<FileId> {
         }
         out.push(id);
     }
-    let mut seen = HashSet::new();
+    let mut seen = HashSet::default();
     let mut out = Vec::new();
     for file in &loaded.files {
         visit(file.id, loaded, &mut seen, &mut out);
@@ -222,32 +224,44 @@ fn dependency_order(loaded: &Loaded) -> Vec<FileId> {
 
 /// Reports names that differ as written but are the same once converted with `convert`.
 fn rust_clashes(
-    names: &[(String, Span)],
-    convert: fn(&str) -> String,
+    names: &[(&str, Span)],
+    convert: fn(&str) -> Cow<'_, str>,
     diagnostics: &mut Vec<Diagnostic>,
 ) {
-    let mut seen: HashMap<String, &(String, Span)> = HashMap::with_capacity(names.len());
-    for entry in names {
-        let rust = convert(&entry.0);
+    let mut seen: HashMap<Cow<'_, str>, (&str, Span)> =
+        HashMap::with_capacity_and_hasher(names.len(), Default::default());
+    for &(name, span) in names {
+        let rust = convert(name);
         match seen.get(&rust) {
-            Some(first) if first.0 != entry.0 => diagnostics.push(
+            Some(&(first, first_span)) if first != name => diagnostics.push(
                 Diagnostic::error(
-                    entry.1,
-                    format!(
-                        "`{}` and `{}` both become `{rust}` in generated Rust code",
-                        first.0, entry.0
-                    ),
+                    span,
+                    format!("`{first}` and `{name}` both become `{rust}` in generated Rust code"),
                 )
                 .with_label(format!("becomes `{rust}`"))
-                .with_note(first.1, format!("`{}` also becomes `{rust}`", first.0))
+                .with_note(first_span, format!("`{first}` also becomes `{rust}`"))
                 .with_help("rename one of them"),
             ),
             Some(_) => {}
             None => {
-                seen.insert(rust, entry);
+                seen.insert(rust, (name, span));
             }
         }
     }
+}
+
+/// [`naming::rust_snake`], borrowing names that are already snake_case.
+fn snake(name: &str) -> Cow<'_, str> {
+    if naming::is_snake(name) {
+        Cow::Borrowed(name)
+    } else {
+        Cow::Owned(naming::rust_snake(name))
+    }
+}
+
+/// [`naming::rust_camel`], without borrowing (conversions of camel case are not trivial).
+fn camel(name: &str) -> Cow<'_, str> {
+    Cow::Owned(naming::rust_camel(name))
 }
 
 /// The values of one enum, for the protobuf rule that enum values share their enum's scope.
@@ -273,9 +287,9 @@ impl EnumScope {
 /// scope cannot have a value of the same name. Reported so that exported `.proto` files stay
 /// valid for every protobuf compiler.
 fn enum_value_scope(scopes: &[EnumScope], diagnostics: &mut Vec<Diagnostic>) {
-    let mut seen: HashMap<&str, (&str, Span)> = HashMap::new();
+    let mut seen: HashMap<&str, (&str, Span)> = HashMap::default();
     for scope in scopes {
-        let mut own = HashSet::new();
+        let mut own = HashSet::default();
         for (value, span) in &scope.values {
             if !own.insert(value.as_str()) {
                 continue;
@@ -381,21 +395,21 @@ impl FileChecker<'_> {
         }
 
         // Everything named in the message body, for duplicates and Rust clashes.
-        let mut member_names: Vec<(String, Span, &'static str)> = Vec::new();
-        let mut type_names: Vec<(String, Span)> = Vec::new();
-        let mut numbers: HashMap<i64, (String, Span)> = HashMap::new();
+        let mut member_names: Vec<(&str, Span, &'static str)> = Vec::new();
+        let mut type_names: Vec<(&str, Span)> = Vec::new();
+        let mut numbers: HashMap<i64, (&str, Span)> = HashMap::default();
         let saved_scopes = std::mem::take(&mut self.enum_scopes);
         for item in &m.items {
             match item {
                 ast::MessageItem::Field(f) => {
-                    member_names.push((f.name.name.clone(), f.name.span, "field"));
+                    member_names.push((&f.name.name, f.name.span, "field"));
                     let field = self.field(&full_name, &out, f, None, &mut numbers);
                     out.fields.extend(field);
                 }
                 ast::MessageItem::Oneof(o) => {
                     self.snake_style(&o.name, "oneof name");
-                    member_names.push((o.name.name.clone(), o.name.span, "oneof"));
-                    type_names.push((o.name.name.clone(), o.name.span));
+                    member_names.push((&o.name.name, o.name.span, "oneof"));
+                    type_names.push((&o.name.name, o.name.span));
                     if o.fields.is_empty() {
                         self.error(
                             Diagnostic::error(
@@ -409,7 +423,7 @@ impl FileChecker<'_> {
                     let index = out.oneofs.len();
                     let mut members = Vec::new();
                     for f in &o.fields {
-                        member_names.push((f.name.name.clone(), f.name.span, "field"));
+                        member_names.push((&f.name.name, f.name.span, "field"));
                         if let Some(field) =
                             self.field(&full_name, &out, f, Some(index), &mut numbers)
                         {
@@ -426,14 +440,14 @@ impl FileChecker<'_> {
                     });
                 }
                 ast::MessageItem::Message(inner) => {
-                    member_names.push((inner.name.name.clone(), inner.name.span, "message"));
-                    type_names.push((inner.name.name.clone(), inner.name.span));
+                    member_names.push((&inner.name.name, inner.name.span, "message"));
+                    type_names.push((&inner.name.name, inner.name.span));
                     let checked = self.message(&full_name, inner);
                     out.messages.push(checked);
                 }
                 ast::MessageItem::Enum(e) => {
-                    member_names.push((e.name.name.clone(), e.name.span, "enum"));
-                    type_names.push((e.name.name.clone(), e.name.span));
+                    member_names.push((&e.name.name, e.name.span, "enum"));
+                    type_names.push((&e.name.name, e.name.span));
                     let checked = self.enumeration(&full_name, e);
                     self.enum_scopes.push(EnumScope::of(e));
                     out.enums.push(checked);
@@ -446,9 +460,9 @@ impl FileChecker<'_> {
 
         // Exact duplicates among fields, oneofs and nested types (one protobuf scope); nested
         // types are already reported by the symbol table among themselves.
-        let mut seen: HashMap<&str, (Span, &str)> = HashMap::new();
+        let mut seen: HashMap<&str, (Span, &str)> = HashMap::default();
         for (name, span, kind) in &member_names {
-            match seen.get(name.as_str()) {
+            match seen.get(name) {
                 Some((first, first_kind)) => {
                     if matches!(*kind, "message" | "enum")
                         && matches!(*first_kind, "message" | "enum")
@@ -482,24 +496,24 @@ impl FileChecker<'_> {
                 }
             }
         }
-        let fields: Vec<(String, Span)> = member_names
+        let fields: Vec<(&str, Span)> = member_names
             .iter()
             .filter(|(_, _, kind)| matches!(*kind, "field" | "oneof"))
-            .map(|(n, s, _)| (n.clone(), *s))
+            .map(|&(n, s, _)| (n, s))
             .collect();
-        rust_clashes(&fields, naming::rust_snake, self.diagnostics);
-        rust_clashes(&type_names, naming::rust_camel, self.diagnostics);
+        rust_clashes(&fields, snake, self.diagnostics);
+        rust_clashes(&type_names, camel, self.diagnostics);
         out
     }
 
     /// Checks one field; `None` if it cannot be in the model (its errors are reported).
-    fn field(
+    fn field<'m>(
         &mut self,
         scope: &str,
         message: &Message,
-        f: &ast::Field,
+        f: &'m ast::Field,
         oneof: Option<usize>,
-        numbers: &mut HashMap<i64, (String, Span)>,
+        numbers: &mut HashMap<i64, (&'m str, Span)>,
     ) -> Option<Field> {
         self.snake_style(&f.name, "field name");
         let mut label = match f.label {
@@ -617,11 +631,11 @@ impl FileChecker<'_> {
     }
 
     /// Checks a field number: range, implementation range, reserved, duplicates.
-    fn field_number(
+    fn field_number<'m>(
         &mut self,
-        f: &ast::Field,
+        f: &'m ast::Field,
         message: &Message,
-        numbers: &mut HashMap<i64, (String, Span)>,
+        numbers: &mut HashMap<i64, (&'m str, Span)>,
     ) -> Option<i64> {
         let span = f.number.span;
         let value = f.number.value.and_then(|v| i64::try_from(v).ok());
@@ -666,7 +680,7 @@ impl FileChecker<'_> {
             );
             return None;
         }
-        numbers.insert(n, (f.name.name.clone(), span));
+        numbers.insert(n, (&f.name.name, span));
         Some(n)
     }
 
@@ -823,8 +837,8 @@ impl FileChecker<'_> {
                     )),
             );
         }
-        let mut names: HashMap<&str, Span> = HashMap::new();
-        let mut numbers: HashMap<i32, (&str, Span)> = HashMap::new();
+        let mut names: HashMap<&str, Span> = HashMap::default();
+        let mut numbers: HashMap<i32, (&str, Span)> = HashMap::default();
         let mut variants: Vec<(String, Span)> = Vec::new();
         for (i, v) in e.values.iter().enumerate() {
             let ok = naming::is_screaming_snake(&v.name.name);
@@ -915,7 +929,7 @@ impl FileChecker<'_> {
             });
         }
         // Variant names, after prefix stripping, with the original names for messages.
-        let mut seen: HashMap<String, (String, Span)> = HashMap::new();
+        let mut seen: HashMap<String, (String, Span)> = HashMap::default();
         for ((variant, span), v) in variants.iter().zip(
             e.values
                 .iter()
@@ -953,8 +967,8 @@ impl FileChecker<'_> {
             span: s.span,
             name_span: s.name.span,
         };
-        let mut names: HashMap<&str, Span> = HashMap::new();
-        let mut rust_names = Vec::new();
+        let mut names: HashMap<&str, Span> = HashMap::default();
+        let mut rust_names: Vec<(&str, Span)> = Vec::new();
         for m in &s.methods {
             self.snake_style(&m.name, "method name");
             if let Some(first) = names.get(m.name.name.as_str()) {
@@ -972,12 +986,12 @@ impl FileChecker<'_> {
                 continue;
             }
             names.insert(&m.name.name, m.name.span);
-            rust_names.push((m.name.name.clone(), m.name.span));
+            rust_names.push((&m.name.name, m.name.span));
             if let Some(method) = self.method(m) {
                 out.methods.push(method);
             }
         }
-        rust_clashes(&rust_names, naming::rust_snake, self.diagnostics);
+        rust_clashes(&rust_names, snake, self.diagnostics);
         out
     }
 

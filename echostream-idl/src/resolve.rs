@@ -5,7 +5,7 @@
 //! already fully qualified. Only types of the file itself and of the files it imports directly
 //! are visible.
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap as HashMap;
 
 use crate::ast;
 use crate::diagnostic::Diagnostic;
