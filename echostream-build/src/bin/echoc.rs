@@ -1,4 +1,4 @@
-//! `echoc`: check, format (and later generate and export) `.echo` schemas.
+//! `echoc`: the command-line tool for `.echo` schemas (see `echostream_build::cli`).
 
 use std::process::ExitCode;
 
