@@ -67,7 +67,8 @@ impl Schema {
         self.files.iter().flat_map(|f| f.services.iter())
     }
 
-    /// The message with this fully-qualified name (`chat.v1.Message.Inner`).
+    /// The message with this fully-qualified name (`chat.v1.Message.Inner`). A linear search:
+    /// for many lookups, index [`messages`](Self::messages) by name once.
     pub fn message(&self, full_name: &str) -> Option<&Message> {
         self.messages()
             .into_iter()
