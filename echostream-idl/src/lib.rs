@@ -17,6 +17,8 @@
 //!
 //! The language is described in `docs/idl.md`.
 
+extern crate alloc;
+
 pub mod ast;
 mod check;
 mod diagnostic;

@@ -25,18 +25,91 @@ pub(crate) use grammar::{EchoParser, Rule};
 /// from exhausting the stack of the recursive-descent parser and of the checker.
 pub const MAX_NESTING: usize = 64;
 
+/// Files smaller than this are parsed on the calling thread: below it, starting threads costs
+/// more than it saves.
+const PARALLEL_THRESHOLD: usize = 256 * 1024;
+
 /// Parses one file. On a syntax error, returns the first one, in plain words.
+///
+/// A large file is cut at top-level declaration boundaries (found by the same lexical pass that
+/// bounds nesting) and its pieces are parsed on several threads; the pieces' trees are joined in
+/// order, so the result is exactly that of one sequential parse. If any piece fails, the whole
+/// file is parsed again sequentially, so a syntax error is reported exactly as it would be
+/// without the split.
 pub fn parse(file: FileId, text: &str) -> Result<File, Box<Diagnostic>> {
-    check_nesting(file, text)?;
-    let mut pairs =
-        EchoParser::parse(Rule::file, text).map_err(|e| Box::new(syntax_error(file, text, &e)))?;
-    let root = pairs.next().expect("the file rule matched");
-    Ok(Builder { file }.file(root))
+    let boundaries = scan(file, text)?;
+    let threads = std::thread::available_parallelism().map_or(1, usize::from);
+    if text.len() >= PARALLEL_THRESHOLD && threads > 1 {
+        if let Some(parsed) = parse_in_pieces(file, text, &boundaries, threads.min(8)) {
+            return Ok(parsed);
+        }
+    }
+    parse_piece(file, text, 0, text.len(), Rule::file)
+        .map_err(|e| Box::new(syntax_error(file, text, &e)))
 }
 
-/// Rejects `{` nested more than [`MAX_NESTING`] deep, before pest recurses into it.
-fn check_nesting(file: FileId, text: &str) -> Result<(), Box<Diagnostic>> {
+/// Parses `text[start..end]` with `rule`; spans in the tree are offsets into the whole `text`.
+fn parse_piece(
+    file: FileId,
+    text: &str,
+    start: usize,
+    end: usize,
+    rule: Rule,
+) -> Result<File, pest::error::Error<Rule>> {
+    let mut pairs = EchoParser::parse(rule, &text[start..end])?;
+    let root = pairs.next().expect("the file rule matched");
+    Ok(Builder { file, base: start }.file(root))
+}
+
+/// Splits `text` into about `pieces` ranges at `boundaries` and parses them on scoped threads.
+/// `None` when a piece fails to parse (the caller then parses sequentially for the error).
+fn parse_in_pieces(file: FileId, text: &str, boundaries: &[usize], pieces: usize) -> Option<File> {
+    let target = text.len() / pieces;
+    let mut cuts = vec![0];
+    for &b in boundaries {
+        if b - cuts[cuts.len() - 1] >= target && text.len() - b >= target / 2 {
+            cuts.push(b);
+        }
+    }
+    cuts.push(text.len());
+    if cuts.len() < 3 {
+        return None;
+    }
+    let results: Vec<Option<File>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = cuts
+            .windows(2)
+            .skip(1)
+            .map(|w| {
+                let (start, end) = (w[0], w[1]);
+                scope.spawn(move || parse_piece(file, text, start, end, Rule::items).ok())
+            })
+            .collect();
+        // The first piece (which holds the byte-order mark and start of input) on this thread.
+        let first = parse_piece(file, text, 0, cuts[1], Rule::file).ok();
+        std::iter::once(first)
+            .chain(handles.into_iter().map(|h| h.join().ok().flatten()))
+            .collect()
+    });
+    let mut whole = File {
+        packages: Vec::new(),
+        imports: Vec::new(),
+        decls: Vec::new(),
+    };
+    for piece in results {
+        let piece = piece?;
+        whole.packages.extend(piece.packages);
+        whole.imports.extend(piece.imports);
+        whole.decls.extend(piece.decls);
+    }
+    Some(whole)
+}
+
+/// One lexical pass over the file: rejects `{` nested more than [`MAX_NESTING`] deep (before
+/// pest recurses into it) and returns the offsets just after each top-level declaration (a `}`
+/// or `;` at depth 0), where the file may be cut for parsing in pieces.
+fn scan(file: FileId, text: &str) -> Result<Vec<usize>, Box<Diagnostic>> {
     let bytes = text.as_bytes();
+    let mut boundaries = Vec::new();
     let mut depth = 0usize;
     let mut i = 0;
     while i < bytes.len() {
@@ -76,23 +149,31 @@ fn check_nesting(file: FileId, text: &str) -> Result<(), Box<Diagnostic>> {
                     ));
                 }
             }
-            b'}' => depth = depth.saturating_sub(1),
+            b'}' => {
+                depth = depth.saturating_sub(1);
+                if depth == 0 {
+                    boundaries.push(i + 1);
+                }
+            }
+            b';' if depth == 0 => boundaries.push(i + 1),
             _ => {}
         }
         i += 1;
     }
-    Ok(())
+    Ok(boundaries)
 }
 
 /// Builds the AST from pest's tree. The grammar guarantees the shapes matched here.
 struct Builder {
     file: FileId,
+    /// Offset of the parsed piece in the file: pest's positions are relative to the piece.
+    base: usize,
 }
 
 impl Builder {
     fn span(&self, pair: &Pair<'_, Rule>) -> Span {
         let s = pair.as_span();
-        Span::new(self.file, s.start(), s.end())
+        Span::new(self.file, self.base + s.start(), self.base + s.end())
     }
 
     fn ident(&self, pair: &Pair<'_, Rule>) -> Ident {
@@ -727,5 +808,47 @@ mod tests {
     #[test]
     fn strings_unescape() {
         assert_eq!(unquote(r#""a\"b\\c""#), "a\"b\\c");
+    }
+
+    /// A file large enough to be parsed in pieces, with comments, strings and braces in places
+    /// the lexical scan must not mistake for declaration boundaries.
+    fn large_schema() -> String {
+        let mut text = String::from("\u{FEFF}/// Docs.\npackage big.v1;\nimport \"x;}.echo\";\n");
+        let mut n = 0;
+        while text.len() < 2 * PARALLEL_THRESHOLD {
+            text.push_str(&format!(
+                "/* a }} block; comment */\n/// Message {n}; with }} in its doc.\nmessage M{n} {{\n  \
+                 message Inner {{ string s = 1; }}\n  reserved \"a;}}\", 9;\n  \
+                 Inner inner = 1; // trailing }} comment\n}}\nenum E{n} {{ E{n}_ZERO = 0; }}\n"
+            ));
+            n += 1;
+        }
+        text
+    }
+
+    #[test]
+    fn parsing_in_pieces_equals_one_sequential_parse() {
+        let text = large_schema();
+        let file = FileId::default();
+        let boundaries = scan(file, &text).unwrap();
+        let pieces = parse_in_pieces(file, &text, &boundaries, 4).expect("every piece parses");
+        let whole = parse_piece(file, &text, 0, text.len(), Rule::file).unwrap();
+        assert_eq!(pieces, whole);
+        assert_eq!(parse(file, &text).unwrap(), whole);
+    }
+
+    #[test]
+    fn a_syntax_error_in_a_large_file_is_reported_as_by_a_sequential_parse() {
+        let mut text = large_schema();
+        let at = text.len() * 3 / 4;
+        let at = at + text[at..].find("string s").unwrap();
+        text.replace_range(at..at + "string s".len(), "string 9");
+        let file = FileId::default();
+        let sequential = parse_piece(file, &text, 0, text.len(), Rule::file).unwrap_err();
+        let expected = syntax_error(file, &text, &sequential);
+        let reported = parse(file, &text).unwrap_err();
+        assert_eq!(reported.message, expected.message);
+        assert_eq!(reported.span, expected.span);
+        assert!(reported.span.unwrap().start > text.len() / 2);
     }
 }
