@@ -39,10 +39,11 @@ const PARALLEL_THRESHOLD: usize = 256 * 1024;
 pub fn parse(file: FileId, text: &str) -> Result<File, Box<Diagnostic>> {
     let boundaries = scan(file, text)?;
     let threads = std::thread::available_parallelism().map_or(1, usize::from);
-    if text.len() >= PARALLEL_THRESHOLD && threads > 1 {
-        if let Some(parsed) = parse_in_pieces(file, text, &boundaries, threads.min(8)) {
-            return Ok(parsed);
-        }
+    if text.len() >= PARALLEL_THRESHOLD
+        && threads > 1
+        && let Some(parsed) = parse_in_pieces(file, text, &boundaries, threads.min(8))
+    {
+        return Ok(parsed);
     }
     parse_piece(file, text, 0, text.len(), Rule::file)
         .map_err(|e| Box::new(syntax_error(file, text, &e)))
