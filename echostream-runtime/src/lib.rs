@@ -3,6 +3,8 @@
 
 pub mod clock;
 pub mod datagram;
+#[cfg(feature = "mdns")]
+pub mod discovery;
 pub mod jitter;
 pub mod netsim;
 pub mod pacer;
