@@ -57,7 +57,7 @@
 //! and verify with `Trust::roots_pem`, and use discovery only to learn the address — check that
 //! [`Discovered::fingerprint`] equals the pinned value, or ignore it and let the handshake decide.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
 use std::net::{IpAddr, SocketAddr, SocketAddrV6};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -855,7 +855,7 @@ impl Discovered {
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum TxtIssue {
-    /// No `proto` key, or one without a UTF-8 value.
+    /// No `proto` key, or one with an empty or non-UTF-8 value.
     MissingProtocol,
     /// The `fp` value is not 64 hex digits (optionally colon-separated pairs).
     MalformedFingerprint {
@@ -901,13 +901,12 @@ struct ParsedTxt {
 /// (RFC 6763 §6.4); nothing here can fail or panic.
 fn parse_txt<'a>(entries: impl IntoIterator<Item = (&'a str, Option<&'a [u8]>)>) -> ParsedTxt {
     let mut parsed = ParsedTxt::default();
-    let mut seen: Vec<String> = Vec::new();
+    let mut seen = HashSet::new();
     for (key, value) in entries {
         let key = key.to_ascii_lowercase();
-        if key.is_empty() || seen.contains(&key) {
+        if key.is_empty() || !seen.insert(key.clone()) {
             continue;
         }
-        seen.push(key.clone());
         let text = value.map(std::str::from_utf8);
         match key.as_str() {
             TXT_VERSION_KEY => match text {
@@ -1034,13 +1033,47 @@ pub enum DiscoveryEvent {
     Lost(String),
 }
 
+/// The endpoints present on the network, kept from the daemon's events.
+#[derive(Debug, Default)]
+struct Endpoints(HashMap<String, Discovered>);
+
+impl Endpoints {
+    /// Folds one daemon event into the known endpoints; the change it makes, if any.
+    fn apply(&mut self, event: ServiceEvent) -> Option<DiscoveryEvent> {
+        match event {
+            ServiceEvent::ServiceResolved(resolved) => {
+                let found = discovered(&resolved)?;
+                let key = found.instance.to_ascii_lowercase();
+                if self.0.get(&key) == Some(&found) {
+                    return None;
+                }
+                tracing::debug!(
+                    instance = %found.instance,
+                    addrs = ?found.addrs,
+                    issues = ?found.txt_issues,
+                    "mDNS: found EchoStream endpoint"
+                );
+                self.0.insert(key, found.clone());
+                Some(DiscoveryEvent::Found(found))
+            }
+            ServiceEvent::ServiceRemoved(_, fullname) => {
+                let instance = instance_of(&fullname)?;
+                let lost = self.0.remove(&instance.to_ascii_lowercase())?;
+                tracing::debug!(instance = %lost.instance, "mDNS: lost EchoStream endpoint");
+                Some(DiscoveryEvent::Lost(lost.instance))
+            }
+            _ => None,
+        }
+    }
+}
+
 /// Watches the local network for EchoStream endpoints.
 ///
 /// Keeps the endpoints currently present ([`Browser::endpoints`]) and reports changes through
 /// [`Browser::next`]. Dropping it stops browsing and its mDNS thread.
 pub struct Browser {
     events: mdns_sd::Receiver<ServiceEvent>,
-    known: HashMap<String, Discovered>,
+    known: Endpoints,
     // Last, so the event channel is dropped before the daemon is told to stop.
     _daemon: Daemon,
 }
@@ -1048,7 +1081,7 @@ pub struct Browser {
 impl fmt::Debug for Browser {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Browser")
-            .field("endpoints", &self.known.len())
+            .field("endpoints", &self.known.0.len())
             .finish_non_exhaustive()
     }
 }
@@ -1090,7 +1123,7 @@ impl BrowserBuilder {
             .map_err(daemon_error(format!("browsing {SERVICE_TYPE}")))?;
         Ok(Browser {
             events,
-            known: HashMap::new(),
+            known: Endpoints::default(),
             _daemon: daemon,
         })
     }
@@ -1115,7 +1148,7 @@ impl Browser {
     pub async fn next(&mut self) -> Option<DiscoveryEvent> {
         loop {
             let event = self.events.recv_async().await.ok()?;
-            if let Some(event) = self.apply(event) {
+            if let Some(event) = self.known.apply(event) {
                 return Some(event);
             }
         }
@@ -1123,7 +1156,7 @@ impl Browser {
 
     /// The endpoints currently present, as last reported.
     pub fn endpoints(&self) -> impl Iterator<Item = &Discovered> {
-        self.known.values()
+        self.known.0.values()
     }
 
     /// The first endpoint matching `filter`, among those already known or those that appear
@@ -1134,10 +1167,10 @@ impl Browser {
         timeout: Duration,
     ) -> Result<Discovered, DiscoveryError> {
         let filter = filter.into();
-        if let Some(found) = self.known.values().find(|d| filter.matches(d)) {
+        if let Some(found) = self.known.0.values().find(|d| filter.matches(d)) {
             return Ok(found.clone());
         }
-        let mut seen: Vec<String> = self.known.values().map(|d| d.instance.clone()).collect();
+        let mut seen: Vec<String> = self.known.0.values().map(|d| d.instance.clone()).collect();
         let deadline = Instant::now() + timeout;
         loop {
             match tokio::time::timeout_at(deadline, self.next()).await {
@@ -1165,34 +1198,6 @@ impl Browser {
                 }
                 Ok(Some(DiscoveryEvent::Lost(_))) => {}
             }
-        }
-    }
-
-    /// Folds one daemon event into the known endpoints; the change it makes, if any.
-    fn apply(&mut self, event: ServiceEvent) -> Option<DiscoveryEvent> {
-        match event {
-            ServiceEvent::ServiceResolved(resolved) => {
-                let found = discovered(&resolved)?;
-                let key = found.instance.to_ascii_lowercase();
-                if self.known.get(&key) == Some(&found) {
-                    return None;
-                }
-                tracing::debug!(
-                    instance = %found.instance,
-                    addrs = ?found.addrs,
-                    issues = ?found.txt_issues,
-                    "mDNS: found EchoStream endpoint"
-                );
-                self.known.insert(key, found.clone());
-                Some(DiscoveryEvent::Found(found))
-            }
-            ServiceEvent::ServiceRemoved(_, fullname) => {
-                let instance = instance_of(&fullname)?;
-                let lost = self.known.remove(&instance.to_ascii_lowercase())?;
-                tracing::debug!(instance = %lost.instance, "mDNS: lost EchoStream endpoint");
-                Some(DiscoveryEvent::Lost(lost.instance))
-            }
-            _ => None,
         }
     }
 }
@@ -1315,4 +1320,563 @@ pub async fn discover(
     timeout: Duration,
 ) -> Result<Discovered, DiscoveryError> {
     Browser::new()?.discover(filter, timeout).await
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::{Ipv4Addr, Ipv6Addr};
+
+    use mdns_sd::TxtProperties;
+    use proptest::prelude::*;
+
+    use super::*;
+
+    const FP: [u8; 32] = [0x5a; 32];
+
+    fn ad() -> Advertisement {
+        Advertisement::new("Ann's game", "echostream/1", 4433)
+    }
+
+    /// What a browser makes of a TXT record received as raw bytes.
+    fn parse_raw(txt: &[u8]) -> ParsedTxt {
+        let properties = TxtProperties::from(txt);
+        parse_txt(properties.iter().map(|p| (p.key(), p.val())))
+    }
+
+    /// Raw TXT record data: each entry prefixed by its length.
+    fn raw(entries: &[&[u8]]) -> Vec<u8> {
+        let mut txt = Vec::new();
+        for entry in entries {
+            txt.push(u8::try_from(entry.len()).unwrap());
+            txt.extend_from_slice(entry);
+        }
+        txt
+    }
+
+    fn pairs(entries: &[(String, String)]) -> Vec<(&str, &str)> {
+        entries
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect()
+    }
+
+    #[test]
+    fn txt_entries_are_version_protocol_fingerprint_then_sorted_lowercase_properties() {
+        let entries = ad()
+            .fingerprint(Fingerprint::from(FP))
+            .property("Players", "3/8")
+            .property("map", "harbour")
+            .property("MAP", "dunes")
+            .txt_entries()
+            .unwrap();
+        let fp = "5a".repeat(32);
+        assert_eq!(
+            pairs(&entries),
+            vec![
+                ("txtvers", "1"),
+                ("proto", "echostream/1"),
+                ("fp", fp.as_str()),
+                ("map", "dunes"),
+                ("players", "3/8"),
+            ]
+        );
+        // Without a fingerprint there is no `fp` key at all.
+        let entries = ad().txt_entries().unwrap();
+        assert_eq!(
+            pairs(&entries),
+            vec![("txtvers", "1"), ("proto", "echostream/1")]
+        );
+    }
+
+    #[test]
+    fn what_is_advertised_is_what_is_discovered() {
+        let info = ad()
+            .fingerprint(Fingerprint::from(FP))
+            .property("map", "harbour")
+            .property("empty", "")
+            .address(IpAddr::V4(Ipv4Addr::new(192, 168, 1, 20)))
+            .service_info()
+            .unwrap();
+        assert_eq!(info.get_fullname(), "Ann's game._echostream._udp.local.");
+        assert_eq!(info.get_hostname(), "ann-s-game.local.");
+        let found = discovered(&info.as_resolved_service()).unwrap();
+        assert_eq!(found.instance, "Ann's game");
+        assert_eq!(found.port, 4433);
+        assert_eq!(found.addrs, vec!["192.168.1.20:4433".parse().unwrap()]);
+        assert_eq!(found.protocol.as_deref(), Some("echostream/1"));
+        assert_eq!(found.fingerprint, Some(Fingerprint::from(FP)));
+        assert_eq!(found.property("MAP"), Some("harbour"));
+        assert_eq!(found.property("empty"), Some(""));
+        assert_eq!(found.properties.len(), 2);
+        assert_eq!(found.txt_issues, vec![]);
+    }
+
+    #[test]
+    fn a_well_formed_record_parses_without_issues() {
+        let fp_colons = Fingerprint::from(FP).to_string();
+        let txt = raw(&[
+            b"txtvers=1",
+            b"proto=echostream/1",
+            format!("fp={fp_colons}").as_bytes(),
+            b"Room=kitchen",
+            b"flag",
+            b"eq=a=b",
+        ]);
+        let parsed = parse_raw(&txt);
+        assert_eq!(parsed.protocol.as_deref(), Some("echostream/1"));
+        assert_eq!(
+            parsed.fingerprint,
+            Some(Fingerprint::from(FP)),
+            "colon form accepted"
+        );
+        let properties: Vec<_> = parsed
+            .properties
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        assert_eq!(
+            properties,
+            vec![("eq", "a=b"), ("flag", ""), ("room", "kitchen")]
+        );
+        assert_eq!(parsed.issues, vec![]);
+    }
+
+    #[test]
+    fn malformed_fingerprints_are_reported_and_never_used() {
+        let cases: [&[u8]; 7] = [
+            b"fp",
+            b"fp=",
+            b"fp=5a5a",
+            &[b"fp=" as &[u8], &[b'a'; 63]].concat(),
+            &[b"fp=" as &[u8], &[b'g'; 64]].concat(),
+            &[b"fp=" as &[u8], &[b'a'; 65]].concat(),
+            b"fp=\xff\xfe",
+        ];
+        for entry in cases {
+            let parsed = parse_raw(&raw(&[b"proto=echostream/1", entry]));
+            assert_eq!(parsed.fingerprint, None, "{entry:?}");
+            assert!(
+                matches!(
+                    parsed.issues.as_slice(),
+                    [TxtIssue::MalformedFingerprint { .. }]
+                ),
+                "{entry:?}: {:?}",
+                parsed.issues
+            );
+        }
+        let long = [b"fp=" as &[u8], &[b'z'; 200]].concat();
+        let parsed = parse_raw(&raw(&[&long]));
+        match &parsed.issues[0] {
+            TxtIssue::MalformedFingerprint { value } => assert_eq!(value.len(), 100),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_first_occurrence_of_a_key_wins_whatever_its_case() {
+        let good = format!("FP={}", hex(&FP));
+        let txt = raw(&[
+            good.as_bytes(),
+            b"fp=garbage",
+            b"proto=echostream/1",
+            b"PROTO=other",
+            b"room=a",
+            b"ROOM=b",
+        ]);
+        let parsed = parse_raw(&txt);
+        assert_eq!(parsed.fingerprint, Some(Fingerprint::from(FP)));
+        assert_eq!(parsed.protocol.as_deref(), Some("echostream/1"));
+        assert_eq!(parsed.properties.get("room").map(String::as_str), Some("a"));
+        assert_eq!(parsed.issues, vec![]);
+    }
+
+    #[test]
+    fn other_defects_are_reported_and_the_rest_is_kept() {
+        let txt = raw(&[
+            b"txtvers=2",
+            b"proto=",
+            b"bin=\xff",
+            b"=value-without-key",
+            b"ok=yes",
+        ]);
+        let parsed = parse_raw(&txt);
+        assert_eq!(parsed.protocol, None);
+        assert_eq!(
+            parsed.issues,
+            vec![
+                TxtIssue::UnknownVersion {
+                    version: "2".into()
+                },
+                TxtIssue::NonUtf8Value { key: "bin".into() },
+                TxtIssue::MissingProtocol,
+            ]
+        );
+        assert_eq!(
+            parsed.properties.into_iter().collect::<Vec<_>>(),
+            vec![("ok".to_owned(), "yes".to_owned())]
+        );
+    }
+
+    #[test]
+    fn truncated_and_empty_records_do_not_panic() {
+        // A length byte that claims more than the record holds ends the record.
+        let mut txt = raw(&[b"proto=echostream/1"]);
+        txt.extend_from_slice(&[200, b'a', b'=']);
+        let parsed = parse_raw(&txt);
+        assert_eq!(parsed.protocol.as_deref(), Some("echostream/1"));
+        assert!(parsed.properties.is_empty());
+        for txt in [&[][..], &[0][..], &[0, 0, 0][..], &[1][..]] {
+            assert_eq!(parse_raw(txt).issues, vec![TxtIssue::MissingProtocol]);
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn any_bytes_parse_without_panicking(txt in proptest::collection::vec(any::<u8>(), 0..600)) {
+            let parsed = parse_raw(&txt);
+            prop_assert!(parsed.properties.keys().all(|k| !is_reserved(k)));
+        }
+
+        #[test]
+        fn any_valid_properties_round_trip(
+            properties in proptest::collection::btree_map("[a-z0-9_-]{1,9}", "\\PC{0,20}", 0..8),
+        ) {
+            let properties: BTreeMap<String, String> = properties
+                .into_iter()
+                .filter(|(key, _)| !is_reserved(key))
+                .collect();
+            let mut advertisement = ad().fingerprint(Fingerprint::from(FP));
+            for (key, value) in &properties {
+                advertisement = advertisement.property(key.as_str(), value.as_str());
+            }
+            let entries = advertisement.txt_entries().unwrap();
+            let parsed = parse_txt(entries.iter().map(|(k, v)| (k.as_str(), Some(v.as_bytes()))));
+            prop_assert_eq!(parsed.properties, properties);
+            prop_assert_eq!(parsed.fingerprint, Some(Fingerprint::from(FP)));
+            prop_assert_eq!(parsed.protocol.as_deref(), Some("echostream/1"));
+            prop_assert_eq!(parsed.issues, vec![]);
+        }
+    }
+
+    fn advertise_error(ad: Advertisement) -> DiscoveryError {
+        ad.service_info().expect_err("must be refused")
+    }
+
+    #[test]
+    fn bad_instance_names_are_refused() {
+        for name in ["", &"x".repeat(64), "line\nbreak", "tab\t"] {
+            let error = advertise_error(Advertisement::new(name, "echostream/1", 1));
+            assert!(
+                matches!(&error, DiscoveryError::InvalidInstance { name: n, .. } if n == name),
+                "{error:?}"
+            );
+        }
+        // 63 bytes of UTF-8 (21 three-byte characters) is the longest allowed name.
+        assert!(
+            Advertisement::new("€".repeat(21), "echostream/1", 1)
+                .service_info()
+                .is_ok()
+        );
+        let error = advertise_error(Advertisement::new("€".repeat(22), "echostream/1", 1));
+        assert!(
+            error.to_string().contains("longer than 63 bytes"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn port_zero_is_refused() {
+        let error = advertise_error(Advertisement::new("game", "echostream/1", 0));
+        assert!(matches!(&error, DiscoveryError::ZeroPort { instance } if instance == "game"));
+        assert!(error.to_string().contains("port 0"), "{error}");
+    }
+
+    #[test]
+    fn unconnectable_addresses_are_refused() {
+        for addr in [
+            IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            IpAddr::V6(Ipv6Addr::UNSPECIFIED),
+            IpAddr::V4(Ipv4Addr::new(224, 0, 0, 251)),
+            IpAddr::V6(Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 0xfb)),
+        ] {
+            let error =
+                advertise_error(ad().address(IpAddr::V4(Ipv4Addr::LOCALHOST)).address(addr));
+            assert!(
+                matches!(&error, DiscoveryError::InvalidAddress { addr: a, instance, .. }
+                    if *a == addr && instance == "Ann's game"),
+                "{error:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn host_names_are_checked_and_normalized() {
+        for (given, published) in [
+            ("box", "box.local."),
+            ("box.local", "box.local."),
+            ("box.local.", "box.local."),
+            ("Box-2", "Box-2.local."),
+        ] {
+            let info = ad().host_name(given).service_info().unwrap();
+            assert_eq!(info.get_hostname(), published);
+        }
+        for bad in [
+            "",
+            ".local.",
+            "a.b",
+            "-box",
+            "box-",
+            "bo x",
+            "é",
+            &"h".repeat(64),
+        ] {
+            let error = advertise_error(ad().host_name(bad));
+            assert!(
+                matches!(&error, DiscoveryError::InvalidHostName { host, .. } if host == bad),
+                "{bad:?}: {error:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn default_host_labels_are_valid_dns_labels() {
+        assert_eq!(host_label("Ann's Game. Room 1"), "ann-s-game-room-1");
+        assert_eq!(host_label("Küche"), "k-che");
+        assert_eq!(host_label("***"), "echostream");
+        assert_eq!(host_label(""), "echostream");
+        let long = host_label(&format!("{}!{}", "a".repeat(62), "b".repeat(10)));
+        assert_eq!(long, "a".repeat(62), "truncated, no trailing '-'");
+        for instance in ["Ann's Game. Room 1", "Küche", "***", &"x-".repeat(40)] {
+            assert!(
+                normalize_host_name(&host_label(instance)).is_ok(),
+                "{instance:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn bad_properties_and_protocols_are_refused_with_their_key() {
+        let cases: Vec<(Advertisement, &str)> = vec![
+            (ad().property("FP", "x"), "fp"),
+            (ad().property("Proto", "x"), "proto"),
+            (ad().property("txtvers", "2"), "txtvers"),
+            (ad().property("", "x"), ""),
+            (ad().property("a=b", "x"), "a=b"),
+            (ad().property("clé", "x"), "clé"),
+            (ad().property("tab\t", "x"), "tab\t"),
+            (ad().property("big", "v".repeat(252)), "big"),
+            (Advertisement::new("game", "", 1), "proto"),
+            (Advertisement::new("game", "echo\nstream", 1), "proto"),
+            (Advertisement::new("game", "p".repeat(250), 1), "proto"),
+        ];
+        for (ad, key) in cases {
+            let error = advertise_error(ad);
+            assert!(
+                matches!(&error, DiscoveryError::InvalidProperty { key: k, .. } if k == key),
+                "{key:?}: {error:?}"
+            );
+        }
+        // 255 bytes exactly is one full TXT entry.
+        assert!(ad().property("big", "v".repeat(251)).txt_entries().is_ok());
+    }
+
+    #[test]
+    fn the_whole_record_must_fit_one_packet() {
+        let mut big = ad();
+        for i in 0..6 {
+            big = big.property(format!("k{i}"), "v".repeat(240));
+        }
+        match advertise_error(big) {
+            DiscoveryError::TxtTooLarge {
+                instance,
+                size,
+                max,
+            } => {
+                assert_eq!(instance, "Ann's game");
+                assert_eq!(max, MAX_TXT_BYTES);
+                assert!(size > MAX_TXT_BYTES, "{size}");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn instance_names_come_out_of_full_names() {
+        assert_eq!(
+            instance_of("Ann's Game. Room 1._echostream._udp.local.").as_deref(),
+            Some("Ann's Game. Room 1")
+        );
+        assert_eq!(
+            instance_of("x._EchoStream._UDP.Local.").as_deref(),
+            Some("x")
+        );
+        for other in [
+            "x._http._tcp.local.",
+            "._echostream._udp.local.",
+            "_echostream._udp.local.",
+            "x_echostream._udp.local.",
+            "",
+            "é",
+            "éé._echostream._udp.local",
+        ] {
+            assert_eq!(instance_of(other), None, "{other:?}");
+        }
+        assert_eq!(unescape_label(r"a\.b\\c"), r"a.b\c");
+        assert_eq!(unescape_label(r"trailing\"), "trailing");
+    }
+
+    #[test]
+    fn addresses_are_ordered_for_connecting_and_scoped_only_when_link_local() {
+        let ll: Ipv6Addr = "fe80::1".parse().unwrap();
+        let ula: Ipv6Addr = "fd00::1".parse().unwrap();
+        let v4 = Ipv4Addr::new(192, 168, 1, 2);
+        let addrs = socket_addrs(
+            [
+                (IpAddr::V6(ll), 3),
+                (IpAddr::V6(ula), 3),
+                (IpAddr::V4(v4), 0),
+                (IpAddr::V4(v4), 0),
+            ],
+            9,
+        );
+        assert_eq!(
+            addrs,
+            vec![
+                SocketAddr::from((v4, 9)),
+                SocketAddr::V6(SocketAddrV6::new(ula, 9, 0, 0)),
+                SocketAddr::V6(SocketAddrV6::new(ll, 9, 0, 3)),
+            ]
+        );
+    }
+
+    fn resolved(ad: Advertisement) -> ServiceEvent {
+        let info = ad.service_info().unwrap();
+        ServiceEvent::ServiceResolved(Box::new(info.as_resolved_service()))
+    }
+
+    #[test]
+    fn endpoints_report_new_changed_and_removed_instances_once() {
+        let mut endpoints = Endpoints::default();
+        let lan = IpAddr::V4(Ipv4Addr::new(10, 0, 0, 2));
+        let first = resolved(ad().address(lan));
+        let Some(DiscoveryEvent::Found(found)) = endpoints.apply(first.clone()) else {
+            panic!("first resolution is a Found");
+        };
+        assert_eq!(found.instance, "Ann's game");
+        assert_eq!(endpoints.apply(first), None, "no news, no event");
+        let changed = resolved(ad().address(lan).property("map", "dunes"));
+        let Some(DiscoveryEvent::Found(updated)) = endpoints.apply(changed) else {
+            panic!("a change is a Found");
+        };
+        assert_eq!(updated.property("map"), Some("dunes"));
+        // Another service type, another instance's removal, progress events: nothing.
+        let mut other = ServiceInfo::new(
+            "_http._tcp.local.",
+            "web",
+            "web.local.",
+            "10.0.0.3",
+            80,
+            None::<HashMap<String, String>>,
+        )
+        .unwrap()
+        .as_resolved_service();
+        other.port = 81;
+        assert_eq!(
+            endpoints.apply(ServiceEvent::ServiceResolved(Box::new(other))),
+            None
+        );
+        let removed = |name: &str| {
+            ServiceEvent::ServiceRemoved(SERVICE_TYPE.to_owned(), format!("{name}.{SERVICE_TYPE}"))
+        };
+        assert_eq!(endpoints.apply(removed("stranger")), None);
+        assert_eq!(
+            endpoints.apply(ServiceEvent::SearchStarted(SERVICE_TYPE.into())),
+            None
+        );
+        // Removal names the instance as first published, whatever the case on the wire.
+        assert_eq!(
+            endpoints.apply(removed("ANN'S GAME")),
+            Some(DiscoveryEvent::Lost("Ann's game".to_owned()))
+        );
+        assert_eq!(endpoints.apply(removed("Ann's game")), None, "lost once");
+        assert!(endpoints.0.is_empty());
+    }
+
+    fn endpoint(instance: &str, protocol: &str, room: &str) -> Discovered {
+        discovered(
+            &ad_for(instance, protocol)
+                .property("room", room)
+                .service_info()
+                .unwrap()
+                .as_resolved_service(),
+        )
+        .unwrap()
+    }
+
+    fn ad_for(instance: &str, protocol: &str) -> Advertisement {
+        Advertisement::new(instance, protocol, 1).address(IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1)))
+    }
+
+    #[test]
+    fn filters_require_every_condition() {
+        let lamp = endpoint("Lamp", "echostream/1", "hall");
+        assert!(Filter::any().matches(&lamp));
+        assert!(Filter::from("lamp").matches(&lamp), "DNS names ignore case");
+        assert!(!Filter::from(String::from("lamp 2")).matches(&lamp));
+        assert!(Filter::any().protocol("echostream/1").matches(&lamp));
+        assert!(!Filter::any().protocol("echostream/2").matches(&lamp));
+        assert!(Filter::any().property("ROOM", "hall").matches(&lamp));
+        assert!(
+            !Filter::any().property("room", "Hall").matches(&lamp),
+            "values are exact"
+        );
+        assert!(!Filter::any().property("floor", "1").matches(&lamp));
+        assert!(Filter::any().matching(|d| d.port == 1).matches(&lamp));
+        assert!(
+            !Filter::instance("lamp")
+                .protocol("echostream/1")
+                .matching(|_| false)
+                .matches(&lamp)
+        );
+    }
+
+    #[test]
+    fn filters_and_errors_say_what_was_looked_for() {
+        assert_eq!(Filter::any().to_string(), "any endpoint");
+        let filter = Filter::instance("lamp")
+            .protocol("echostream/1")
+            .property("room", "hall")
+            .matching(|_| true);
+        assert_eq!(
+            filter.to_string(),
+            "instance \"lamp\", protocol \"echostream/1\", room=\"hall\", a custom predicate"
+        );
+        assert_eq!(format!("{filter:?}"), format!("Filter({filter})"));
+
+        let silent = DiscoveryError::Timeout {
+            filter: "instance \"lamp\"".into(),
+            waited: Duration::from_secs(2),
+            seen: vec![],
+        };
+        assert_eq!(
+            silent.to_string(),
+            "no EchoStream endpoint matching instance \"lamp\" answered within 2s \
+             (no endpoint answered at all)"
+        );
+        let others = DiscoveryError::Timeout {
+            filter: "any endpoint".into(),
+            waited: Duration::from_millis(1500),
+            seen: vec!["a".into(), "b".into()],
+        };
+        assert!(
+            others
+                .to_string()
+                .ends_with("(non-matching endpoints seen: a, b)"),
+            "{others}"
+        );
+        assert_eq!(
+            TxtIssue::MalformedFingerprint { value: "zz".into() }.to_string(),
+            "malformed fingerprint \"zz\""
+        );
+    }
 }
