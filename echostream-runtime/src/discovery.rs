@@ -347,15 +347,15 @@ impl Advertisement {
             port = self.port,
             protocol = %self.protocol,
             fingerprint = ?self.fingerprint,
-            addresses = ?self.addresses,
-            interfaces = ?self.interfaces,
+            addresses = %describe_list(&self.addresses, "all non-loopback, followed"),
+            interfaces = %describe_list(&self.interfaces, "all"),
             "mDNS: advertising EchoStream endpoint"
         );
         Ok(Advertiser {
             daemon: Some(daemon),
+            advertisement: self,
             fullname,
             instance: current,
-            port: self.port,
         })
     }
 
@@ -486,6 +486,18 @@ impl Advertisement {
     }
 }
 
+/// `items` comma-separated, or `all` when there are none.
+fn describe_list<T: fmt::Display>(items: &[T], all: &str) -> String {
+    if items.is_empty() {
+        return all.to_owned();
+    }
+    items
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 fn is_reserved(key: &str) -> bool {
     [TXT_VERSION_KEY, TXT_PROTOCOL_KEY, TXT_FINGERPRINT_KEY]
         .iter()
@@ -564,23 +576,25 @@ fn hex(bytes: &[u8]) -> String {
 /// and wait until the withdrawal is sent.
 pub struct Advertiser {
     daemon: Option<Daemon>,
+    /// What is published now (its properties change with [`Advertiser::set_property`]).
+    advertisement: Advertisement,
     fullname: String,
     instance: Arc<Mutex<String>>,
-    port: u16,
 }
 
 impl fmt::Debug for Advertiser {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Advertiser")
             .field("instance", &self.instance())
-            .field("port", &self.port)
+            .field("port", &self.advertisement.port)
             .finish_non_exhaustive()
     }
 }
 
 impl Advertiser {
     /// The instance name as published: the requested one, or the one mDNS conflict resolution
-    /// renamed it to when another host already used it.
+    /// renamed it to when another host already used it (known from the moment the renamed
+    /// announcement goes out, so at about the time peers see it).
     pub fn instance(&self) -> String {
         self.instance
             .lock()
@@ -590,7 +604,52 @@ impl Advertiser {
 
     /// The advertised UDP port.
     pub fn port(&self) -> u16 {
-        self.port
+        self.advertisement.port
+    }
+
+    /// Sets an application property and re-announces the TXT record, so browsers report the
+    /// endpoint as found again with the new value (a game's player count, a sensor's state).
+    /// The same rules as [`Advertisement::property`] apply; on error nothing changes.
+    pub fn set_property(
+        &mut self,
+        key: impl Into<String>,
+        value: impl Into<String>,
+    ) -> Result<(), DiscoveryError> {
+        let updated = self.advertisement.clone().property(key, value);
+        self.republish(updated)
+    }
+
+    /// Removes an application property (if present) and re-announces the TXT record.
+    pub fn remove_property(&mut self, key: &str) -> Result<(), DiscoveryError> {
+        let mut updated = self.advertisement.clone();
+        updated
+            .properties
+            .retain(|(k, _)| !k.eq_ignore_ascii_case(key));
+        self.republish(updated)
+    }
+
+    fn republish(&mut self, updated: Advertisement) -> Result<(), DiscoveryError> {
+        let mut info = updated.service_info()?;
+        // The name is already ours: new data is only announced again (RFC 6762 §8.4). Probing
+        // it again is also unsafe with mdns-sd 0.21: the new probe is for the name as first
+        // requested, so after a conflict rename the update could be announced under the other
+        // host's name.
+        info.set_requires_probe(false);
+        let daemon = self.daemon.as_ref().ok_or_else(|| DiscoveryError::Daemon {
+            action: format!("updating {:?}", self.instance()),
+            source: MdnsError(mdns_sd::Error::DaemonShutdown),
+        })?;
+        daemon
+            .mdns
+            .register(info)
+            .map_err(daemon_error(format!("updating {:?}", self.instance())))?;
+        tracing::debug!(
+            instance = %self.instance(),
+            properties = ?updated.properties,
+            "mDNS: re-announced EchoStream endpoint"
+        );
+        self.advertisement = updated;
+        Ok(())
     }
 
     /// Withdraws the advertisement and waits (blocking the thread, at most a few seconds) until

@@ -283,6 +283,29 @@ fn child_found_with_everything_advertised_then_lost_on_drop() {
             vec![found.clone()]
         );
 
+        // Live updates of the TXT record reach the browser as a new Found.
+        let mut advertiser = advertiser;
+        advertiser.set_property("players", "4/8").expect("update");
+        let updated = found_where(&mut browser, "Ann's Game. Room 1", |d| {
+            d.property("players") == Some("4/8")
+        })
+        .await;
+        assert_eq!(updated.property("map"), Some("dunes"));
+        assert_eq!(updated.fingerprint, Some(fingerprint(0xab)));
+        advertiser.remove_property("MAP").expect("removal");
+        found_where(&mut browser, "Ann's Game. Room 1", |d| {
+            d.property("map").is_none()
+        })
+        .await;
+        // A refused update changes nothing.
+        let refused = advertiser
+            .set_property("fp", "00")
+            .expect_err("reserved key");
+        assert!(
+            matches!(&refused, DiscoveryError::InvalidProperty { key, .. } if key == "fp"),
+            "{refused:?}"
+        );
+
         drop(advertiser);
         lost(&mut browser, "Ann's Game. Room 1").await;
         assert_eq!(browser.endpoints().count(), 0);
@@ -413,19 +436,47 @@ fn child_name_conflict_renames_the_later_advertiser() {
             .expect("second");
         let renamed = found_any(&mut browser, "Game (2)").await;
         assert_eq!(renamed.port, 7001);
+        // The advertiser learns its new name as the renamed announcement goes out, so at about
+        // the time the browser sees it.
+        let deadline = Instant::now() + STEP;
+        while second.instance() != "Game (2)" && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
         assert_eq!(second.instance(), "Game (2)");
         assert_eq!(first.instance(), "Game");
 
-        // Withdrawing the renamed one withdraws what peers saw, not the original name.
-        drop(second);
-        lost(&mut browser, "Game (2)").await;
+        // Updates go out under the new name.
+        let mut second = second;
+        second.set_property("round", "2").expect("update");
+        found_where(&mut browser, "Game (2)", |d| {
+            d.property("round") == Some("2")
+        })
+        .await;
         assert_eq!(
             browser
                 .endpoints()
-                .map(|d| d.instance.clone())
-                .collect::<Vec<_>>(),
-            vec!["Game".to_owned()]
+                .find(|d| d.instance == "Game")
+                .map(|d| d.properties.len()),
+            Some(0),
+            "the first game is untouched"
         );
+
+        // Withdrawing the renamed one withdraws what peers saw, not the original name, and
+        // nothing of the update ever overwrote the first game.
+        drop(second);
+        lost(&mut browser, "Game (2)").await;
+        let left: Vec<_> = browser
+            .endpoints()
+            .map(|d| {
+                (
+                    d.instance.as_str(),
+                    d.host.as_str(),
+                    d.port,
+                    d.properties.len(),
+                )
+            })
+            .collect();
+        assert_eq!(left, vec![("Game", "host-a.local.", 7000, 0)]);
     });
 }
 
