@@ -171,6 +171,9 @@ pub enum DiscoveryError {
         /// The daemon's error.
         source: MdnsError,
     },
+    /// A thread watching the mDNS daemon could not be started.
+    #[error("cannot start a thread to watch the mDNS daemon: {0}")]
+    Thread(#[source] std::io::Error),
     /// The mDNS daemon did not answer in time, or stopped while it was waited on.
     #[error("mDNS daemon did not acknowledge {action} within {waited:?}")]
     NoAcknowledgement {
@@ -333,8 +336,7 @@ impl Advertisement {
             self.mdns_port,
             &self.interfaces,
             Watch {
-                role: "advertiser",
-                instance: self.instance.clone(),
+                who: format!("advertiser {:?}", self.instance),
                 rename: Some((fullname.clone(), current.clone())),
             },
         )?;
@@ -666,7 +668,7 @@ impl Advertiser {
         let status = ack
             .recv_timeout(DAEMON_ACK_WAIT)
             .map_err(|_| no_ack(&action))?;
-        check_unregistered(status, &action)?;
+        note_unregistered(status, &action);
         std::thread::sleep(GOODBYE_REPEAT_GRACE);
         self.log_withdrawn();
         daemon.shutdown_blocking()
@@ -687,7 +689,7 @@ impl Advertiser {
             .await
             .map_err(|_| no_ack(&action))?
             .map_err(|_| no_ack(&action))?;
-        check_unregistered(status, &action)?;
+        note_unregistered(status, &action);
         tokio::time::sleep(GOODBYE_REPEAT_GRACE).await;
         self.log_withdrawn();
         daemon.shutdown_async().await
@@ -728,15 +730,11 @@ fn no_ack(action: &str) -> DiscoveryError {
     }
 }
 
-fn check_unregistered(status: UnregisterStatus, action: &str) -> Result<(), DiscoveryError> {
-    match status {
-        UnregisterStatus::OK => Ok(()),
-        UnregisterStatus::NotFound => Err(DiscoveryError::Daemon {
-            action: action.to_owned(),
-            source: MdnsError(mdns_sd::Error::Msg(
-                "the daemon no longer knew the service".into(),
-            )),
-        }),
+/// Logs a withdrawal the daemon did not need: the service was no longer registered, which is
+/// what withdrawing wants anyway.
+fn note_unregistered(status: UnregisterStatus, action: &str) {
+    if let UnregisterStatus::NotFound = status {
+        tracing::debug!(%action, "mDNS: service was no longer registered");
     }
 }
 
@@ -753,8 +751,8 @@ struct Daemon {
 
 /// What the monitor thread reports about, and where it records renames.
 struct Watch {
-    role: &'static str,
-    instance: String,
+    /// Which handle the daemon serves, for the logs (`advertiser "Ann's game"`, `browser`).
+    who: String,
     /// For an advertiser: the service's full name and where to record its current instance name.
     rename: Option<(String, Arc<Mutex<String>>)>,
 }
@@ -793,10 +791,7 @@ impl Daemon {
                     watch.report(event);
                 }
             })
-            .map_err(|error| DiscoveryError::Daemon {
-                action: "starting its monitor thread".into(),
-                source: MdnsError(mdns_sd::Error::Msg(error.to_string())),
-            })?;
+            .map_err(DiscoveryError::Thread)?;
         Ok(daemon)
     }
 
@@ -836,10 +831,10 @@ impl Drop for Daemon {
 
 impl Watch {
     fn report(&self, event: DaemonEvent) {
-        let (role, instance) = (self.role, &self.instance);
+        let who = &self.who;
         match event {
             DaemonEvent::Error(error) => {
-                tracing::warn!(role, %instance, %error, "mDNS daemon error");
+                tracing::warn!(%who, %error, "mDNS daemon error");
             }
             DaemonEvent::NameChange(change) => match &self.rename {
                 Some((fullname, current)) if change.original.eq_ignore_ascii_case(fullname) => {
@@ -847,7 +842,7 @@ impl Watch {
                         .map(|escaped| unescape_label(&escaped))
                         .unwrap_or_else(|| change.new_name.clone());
                     tracing::warn!(
-                        %instance,
+                        %who,
                         %renamed,
                         interface = %change.intf_name,
                         "mDNS: instance name already in use on the network, advertising under a new name"
@@ -855,7 +850,7 @@ impl Watch {
                     *current.lock().unwrap_or_else(PoisonError::into_inner) = renamed;
                 }
                 _ => tracing::info!(
-                    role,
+                    %who,
                     original = %change.original,
                     renamed = %change.new_name,
                     interface = %change.intf_name,
@@ -863,13 +858,13 @@ impl Watch {
                 ),
             },
             DaemonEvent::Announce(name, addrs) => {
-                tracing::debug!(role, %name, %addrs, "mDNS: announced");
+                tracing::debug!(%who, %name, %addrs, "mDNS: announced");
             }
             DaemonEvent::IpAdd(addr) => {
-                tracing::debug!(role, %addr, "mDNS: interface address added")
+                tracing::debug!(%who, %addr, "mDNS: interface address added")
             }
             DaemonEvent::IpDel(addr) => {
-                tracing::debug!(role, %addr, "mDNS: interface address removed");
+                tracing::debug!(%who, %addr, "mDNS: interface address removed");
             }
             _ => {}
         }
@@ -1171,8 +1166,7 @@ impl BrowserBuilder {
             self.mdns_port,
             &self.interfaces,
             Watch {
-                role: "browser",
-                instance: String::new(),
+                who: "browser".to_owned(),
                 rename: None,
             },
         )?;
@@ -1230,9 +1224,14 @@ impl Browser {
             return Ok(found.clone());
         }
         let mut seen: Vec<String> = self.known.0.values().map(|d| d.instance.clone()).collect();
-        let deadline = Instant::now() + timeout;
+        // A timeout too long to represent (`Duration::MAX`) waits without a deadline.
+        let deadline = Instant::now().checked_add(timeout);
         loop {
-            match tokio::time::timeout_at(deadline, self.next()).await {
+            let next = match deadline {
+                Some(deadline) => tokio::time::timeout_at(deadline, self.next()).await,
+                None => Ok(self.next().await),
+            };
+            match next {
                 Err(_) => {
                     seen.sort();
                     seen.truncate(MAX_SEEN_LISTED);
