@@ -57,7 +57,7 @@
 //! and verify with `Trust::roots_pem`, and use discovery only to learn the address — check that
 //! [`Discovered::fingerprint`] equals the pinned value, or ignore it and let the handshake decide.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::fmt;
 use std::net::{IpAddr, SocketAddr, SocketAddrV6};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -1087,19 +1087,37 @@ pub enum DiscoveryEvent {
     Lost(String),
 }
 
-/// The endpoints present on the network, kept from the daemon's events.
+/// What a browser knows: the endpoints on the network as last heard, what its user has been
+/// told, and which instances may differ between the two.
+///
+/// Events are folded in as they arrive and turned into [`DiscoveryEvent`]s only when taken, so a
+/// browser that is not polled for a while holds one pending change per instance, not a backlog:
+/// memory stays bounded by the size of the network, and the user sees the latest state (an
+/// endpoint that came and went unseen is never reported at all).
 #[derive(Debug, Default)]
-struct Endpoints(HashMap<String, Discovered>);
+struct BrowseState {
+    /// The endpoints present, by lowercased instance name (DNS names ignore ASCII case).
+    present: HashMap<String, Discovered>,
+    /// What the user was last told about each instance.
+    reported: HashMap<String, Discovered>,
+    /// Instances whose `present` entry may differ from their `reported` one, oldest first.
+    pending: VecDeque<String>,
+    pending_set: HashSet<String>,
+    /// Whether the daemon's event channel has closed.
+    closed: bool,
+}
 
-impl Endpoints {
-    /// Folds one daemon event into the known endpoints; the change it makes, if any.
-    fn apply(&mut self, event: ServiceEvent) -> Option<DiscoveryEvent> {
-        match event {
+impl BrowseState {
+    /// Folds one daemon event in; whether anything changed.
+    fn apply(&mut self, event: ServiceEvent) -> bool {
+        let key = match event {
             ServiceEvent::ServiceResolved(resolved) => {
-                let found = discovered(&resolved)?;
+                let Some(found) = discovered(&resolved) else {
+                    return false;
+                };
                 let key = found.instance.to_ascii_lowercase();
-                if self.0.get(&key) == Some(&found) {
-                    return None;
+                if self.present.get(&key) == Some(&found) {
+                    return false;
                 }
                 tracing::debug!(
                     instance = %found.instance,
@@ -1107,35 +1125,77 @@ impl Endpoints {
                     issues = ?found.txt_issues,
                     "mDNS: found EchoStream endpoint"
                 );
-                self.0.insert(key, found.clone());
-                Some(DiscoveryEvent::Found(found))
+                self.present.insert(key.clone(), found);
+                key
             }
             ServiceEvent::ServiceRemoved(_, fullname) => {
-                let instance = instance_of(&fullname)?;
-                let lost = self.0.remove(&instance.to_ascii_lowercase())?;
+                let Some(key) = instance_of(&fullname).map(|i| i.to_ascii_lowercase()) else {
+                    return false;
+                };
+                let Some(lost) = self.present.remove(&key) else {
+                    return false;
+                };
                 tracing::debug!(instance = %lost.instance, "mDNS: lost EchoStream endpoint");
-                Some(DiscoveryEvent::Lost(lost.instance))
+                key
             }
-            _ => None,
+            _ => return false,
+        };
+        if self.pending_set.insert(key.clone()) {
+            self.pending.push_back(key);
         }
+        true
+    }
+
+    /// The oldest change the user has not been told about yet.
+    fn take_change(&mut self) -> Option<DiscoveryEvent> {
+        while let Some(key) = self.pending.pop_front() {
+            self.pending_set.remove(&key);
+            match self.present.get(&key) {
+                Some(now) if self.reported.get(&key) != Some(now) => {
+                    self.reported.insert(key, now.clone());
+                    return Some(DiscoveryEvent::Found(now.clone()));
+                }
+                Some(_) => {}
+                None => {
+                    if let Some(gone) = self.reported.remove(&key) {
+                        return Some(DiscoveryEvent::Lost(gone.instance));
+                    }
+                }
+            }
+        }
+        None
+    }
+}
+
+/// The state a browser shares with the thread that drains the daemon's events.
+#[derive(Debug, Default)]
+struct Shared {
+    state: Mutex<BrowseState>,
+    /// Signalled whenever `state` changes.
+    changed: tokio::sync::Notify,
+}
+
+impl Shared {
+    fn state(&self) -> std::sync::MutexGuard<'_, BrowseState> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 
 /// Watches the local network for EchoStream endpoints.
 ///
-/// Keeps the endpoints currently present ([`Browser::endpoints`]) and reports changes through
-/// [`Browser::next`]. Dropping it stops browsing and its mDNS thread.
+/// Knows the endpoints currently present ([`Browser::endpoints`]) and reports changes through
+/// [`Browser::next`]. The daemon's events are drained as they arrive, so a browser left unpolled
+/// never falls behind: [`Browser::next`] then reports the latest state of each endpoint that
+/// changed. Dropping it stops browsing and its mDNS thread.
 pub struct Browser {
-    events: mdns_sd::Receiver<ServiceEvent>,
-    known: Endpoints,
-    // Last, so the event channel is dropped before the daemon is told to stop.
+    shared: Arc<Shared>,
     _daemon: Daemon,
 }
 
 impl fmt::Debug for Browser {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Browser")
-            .field("endpoints", &self.known.0.len())
+            .field("endpoints", &self.shared.state().present.len())
             .finish_non_exhaustive()
     }
 }
@@ -1160,7 +1220,8 @@ impl BrowserBuilder {
         self
     }
 
-    /// Starts browsing: a background mDNS thread that queries the network right away.
+    /// Starts browsing: a background mDNS thread that queries the network right away. Needs no
+    /// async runtime; [`Browser::next`] and [`Browser::discover`] need tokio's timer.
     pub fn start(self) -> Result<Browser, DiscoveryError> {
         let daemon = Daemon::start(
             self.mdns_port,
@@ -1174,9 +1235,23 @@ impl BrowserBuilder {
             .mdns
             .browse(SERVICE_TYPE)
             .map_err(daemon_error(format!("browsing {SERVICE_TYPE}")))?;
+        let shared = Arc::new(Shared::default());
+        let drained = shared.clone();
+        // Ends when the daemon stops and drops its end of the channel.
+        std::thread::Builder::new()
+            .name("echostream-mdns-browse".into())
+            .spawn(move || {
+                while let Ok(event) = events.recv() {
+                    if drained.state().apply(event) {
+                        drained.changed.notify_one();
+                    }
+                }
+                drained.state().closed = true;
+                drained.changed.notify_one();
+            })
+            .map_err(DiscoveryError::Thread)?;
         Ok(Browser {
-            events,
-            known: Endpoints::default(),
+            shared,
             _daemon: daemon,
         })
     }
@@ -1200,30 +1275,39 @@ impl Browser {
     /// has stopped. Cancel-safe: a `select!` that drops this future loses no event.
     pub async fn next(&mut self) -> Option<DiscoveryEvent> {
         loop {
-            let event = self.events.recv_async().await.ok()?;
-            if let Some(event) = self.known.apply(event) {
-                return Some(event);
+            {
+                let mut state = self.shared.state();
+                if let Some(change) = state.take_change() {
+                    return Some(change);
+                }
+                if state.closed {
+                    return None;
+                }
             }
+            // A change made since the check above left a permit: this returns at once.
+            self.shared.changed.notified().await;
         }
     }
 
-    /// The endpoints currently present, as last reported.
-    pub fn endpoints(&self) -> impl Iterator<Item = &Discovered> {
-        self.known.0.values()
+    /// The endpoints currently present, as last heard (possibly ahead of the changes
+    /// [`Browser::next`] has reported so far).
+    pub fn endpoints(&self) -> Vec<Discovered> {
+        self.shared.state().present.values().cloned().collect()
     }
 
-    /// The first endpoint matching `filter`, among those already known or those that appear
-    /// within `timeout`.
+    /// The first endpoint matching `filter`, among those already present or those that appear
+    /// within `timeout`. The changes it waits through are taken, as [`Browser::next`] does.
     pub async fn discover(
         &mut self,
         filter: impl Into<Filter>,
         timeout: Duration,
     ) -> Result<Discovered, DiscoveryError> {
         let filter = filter.into();
-        if let Some(found) = self.known.0.values().find(|d| filter.matches(d)) {
+        let present = self.endpoints();
+        if let Some(found) = present.iter().find(|d| filter.matches(d)) {
             return Ok(found.clone());
         }
-        let mut seen: Vec<String> = self.known.0.values().map(|d| d.instance.clone()).collect();
+        let mut seen: Vec<String> = present.into_iter().map(|d| d.instance).collect();
         // A timeout too long to represent (`Duration::MAX`) waits without a deadline.
         let deadline = Instant::now().checked_add(timeout);
         loop {
@@ -1812,22 +1896,62 @@ mod tests {
         ServiceEvent::ServiceResolved(Box::new(info.as_resolved_service()))
     }
 
+    fn removed(instance: &str) -> ServiceEvent {
+        ServiceEvent::ServiceRemoved(
+            SERVICE_TYPE.to_owned(),
+            format!("{instance}.{SERVICE_TYPE}"),
+        )
+    }
+
+    fn lan() -> IpAddr {
+        IpAddr::V4(Ipv4Addr::new(10, 0, 0, 2))
+    }
+
+    /// Every change `state` has to tell, in order.
+    fn drain(state: &mut BrowseState) -> Vec<DiscoveryEvent> {
+        std::iter::from_fn(|| state.take_change()).collect()
+    }
+
+    fn found(event: &DiscoveryEvent) -> &Discovered {
+        match event {
+            DiscoveryEvent::Found(found) => found,
+            other => panic!("expected a Found, got {other:?}"),
+        }
+    }
+
     #[test]
-    fn endpoints_report_new_changed_and_removed_instances_once() {
-        let mut endpoints = Endpoints::default();
-        let lan = IpAddr::V4(Ipv4Addr::new(10, 0, 0, 2));
-        let first = resolved(ad().address(lan));
-        let Some(DiscoveryEvent::Found(found)) = endpoints.apply(first.clone()) else {
-            panic!("first resolution is a Found");
-        };
-        assert_eq!(found.instance, "Ann's game");
-        assert_eq!(endpoints.apply(first), None, "no news, no event");
-        let changed = resolved(ad().address(lan).property("map", "dunes"));
-        let Some(DiscoveryEvent::Found(updated)) = endpoints.apply(changed) else {
-            panic!("a change is a Found");
-        };
-        assert_eq!(updated.property("map"), Some("dunes"));
-        // Another service type, another instance's removal, progress events: nothing.
+    fn changes_are_reported_once_each_in_order() {
+        let mut state = BrowseState::default();
+        let first = resolved(ad().address(lan()));
+        assert!(state.apply(first.clone()));
+        let events = drain(&mut state);
+        assert_eq!(events.len(), 1);
+        assert_eq!(found(&events[0]).instance, "Ann's game");
+        assert!(!state.apply(first), "no news, no change");
+        assert_eq!(drain(&mut state), vec![]);
+
+        assert!(state.apply(resolved(ad().address(lan()).property("map", "dunes"))));
+        assert!(state.apply(resolved(
+            Advertisement::new("Bob's game", "echostream/1", 1).address(lan())
+        )));
+        let events = drain(&mut state);
+        assert_eq!(events.len(), 2);
+        assert_eq!(found(&events[0]).property("map"), Some("dunes"));
+        assert_eq!(found(&events[1]).instance, "Bob's game");
+
+        // Removal names the instance as first published, whatever the case on the wire.
+        assert!(state.apply(removed("ANN'S GAME")));
+        assert_eq!(
+            drain(&mut state),
+            vec![DiscoveryEvent::Lost("Ann's game".to_owned())]
+        );
+        assert!(!state.apply(removed("Ann's game")), "lost once");
+        assert_eq!(state.present.len(), 1);
+    }
+
+    #[test]
+    fn other_services_and_strangers_change_nothing() {
+        let mut state = BrowseState::default();
         let mut other = ServiceInfo::new(
             "_http._tcp.local.",
             "web",
@@ -1839,25 +1963,47 @@ mod tests {
         .unwrap()
         .as_resolved_service();
         other.port = 81;
-        assert_eq!(
-            endpoints.apply(ServiceEvent::ServiceResolved(Box::new(other))),
-            None
-        );
-        let removed = |name: &str| {
-            ServiceEvent::ServiceRemoved(SERVICE_TYPE.to_owned(), format!("{name}.{SERVICE_TYPE}"))
-        };
-        assert_eq!(endpoints.apply(removed("stranger")), None);
-        assert_eq!(
-            endpoints.apply(ServiceEvent::SearchStarted(SERVICE_TYPE.into())),
-            None
-        );
-        // Removal names the instance as first published, whatever the case on the wire.
-        assert_eq!(
-            endpoints.apply(removed("ANN'S GAME")),
-            Some(DiscoveryEvent::Lost("Ann's game".to_owned()))
-        );
-        assert_eq!(endpoints.apply(removed("Ann's game")), None, "lost once");
-        assert!(endpoints.0.is_empty());
+        assert!(!state.apply(ServiceEvent::ServiceResolved(Box::new(other))));
+        assert!(!state.apply(removed("stranger")));
+        assert!(!state.apply(ServiceEvent::ServiceRemoved(
+            "_http._tcp.local.".into(),
+            "web._http._tcp.local.".into()
+        )));
+        assert!(!state.apply(ServiceEvent::SearchStarted(SERVICE_TYPE.into())));
+        assert_eq!(drain(&mut state), vec![]);
+    }
+
+    #[test]
+    fn an_unpolled_browser_reports_only_the_latest_state() {
+        let mut state = BrowseState::default();
+        // Many updates of one endpoint while nobody polls: one pending change, the last one.
+        for players in 0..5000 {
+            state.apply(resolved(
+                ad().address(lan()).property("players", players.to_string()),
+            ));
+        }
+        assert_eq!(state.pending.len(), 1);
+        let events = drain(&mut state);
+        assert_eq!(events.len(), 1);
+        assert_eq!(found(&events[0]).property("players"), Some("4999"));
+
+        // An endpoint that came and went unseen is never reported.
+        let flash = || Advertisement::new("flash", "echostream/1", 1).address(lan());
+        state.apply(resolved(flash()));
+        state.apply(removed("flash"));
+        assert_eq!(drain(&mut state), vec![]);
+
+        // One that went and came back unchanged while unseen did not change for the user.
+        state.apply(removed("Ann's game"));
+        state.apply(resolved(ad().address(lan()).property("players", "4999")));
+        assert_eq!(drain(&mut state), vec![]);
+
+        // One that went and came back changed is reported as found, with the new data.
+        state.apply(removed("Ann's game"));
+        state.apply(resolved(ad().address(lan()).property("players", "0")));
+        let events = drain(&mut state);
+        assert_eq!(found(&events[0]).property("players"), Some("0"));
+        assert_eq!(events.len(), 1);
     }
 
     fn endpoint(instance: &str, protocol: &str, room: &str) -> Discovered {

@@ -7,7 +7,7 @@
 //! private addresses on `v0`. Without `CHILD_ENV`, a `child_*` test returns at once, so a normal
 //! run executes them only as children.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -178,62 +178,85 @@ fn runtime() -> tokio::runtime::Runtime {
         .expect("tokio runtime")
 }
 
-/// `instance` as `browser` knows it once `accept` holds for it (skipping earlier, partial
-/// resolutions), within `STEP`.
-async fn found_where(
-    browser: &mut Browser,
-    instance: &str,
-    accept: impl Fn(&Discovered) -> bool,
-) -> Discovered {
-    if let Some(known) = browser
-        .endpoints()
-        .find(|d| d.instance == instance && accept(d))
-    {
-        return known.clone();
+/// A browser and what its events have said so far, as an application keeps it.
+struct Watched {
+    browser: Browser,
+    /// Instance name → latest `Found`, without the ones since `Lost`.
+    seen: BTreeMap<String, Discovered>,
+}
+
+impl Watched {
+    fn new(browser: Browser) -> Watched {
+        Watched {
+            browser,
+            seen: BTreeMap::new(),
+        }
     }
-    let wait = async {
-        loop {
-            match browser.next().await {
-                Some(DiscoveryEvent::Found(found)) if found.instance == instance => {
-                    if accept(&found) {
-                        return found;
+
+    /// Takes events until `done` holds for what they said, within `STEP`.
+    async fn until(&mut self, what: &str, done: impl Fn(&BTreeMap<String, Discovered>) -> bool) {
+        let wait = async {
+            while !done(&self.seen) {
+                match self.browser.next().await {
+                    Some(DiscoveryEvent::Found(found)) => {
+                        self.seen.insert(found.instance.clone(), found);
                     }
+                    Some(DiscoveryEvent::Lost(instance)) => {
+                        assert!(
+                            self.seen.remove(&instance).is_some(),
+                            "Lost({instance:?}) was never found"
+                        );
+                    }
+                    None => panic!("browser stopped while waiting for {what}"),
                 }
-                Some(_) => {}
-                None => panic!("browser stopped while waiting for {instance:?}"),
             }
+        };
+        if tokio::time::timeout(STEP, wait).await.is_err() {
+            panic!(
+                "no {what} within {STEP:?}; events said {:#?}; present: {:#?}",
+                self.seen,
+                self.browser.endpoints()
+            );
         }
-    };
-    tokio::time::timeout(STEP, wait).await.unwrap_or_else(|_| {
-        let known: Vec<_> = browser.endpoints().collect();
-        panic!("{instance:?} not found as expected within {STEP:?}; known: {known:#?}")
-    })
-}
+    }
 
-/// `instance` as `browser` first knows it, within `STEP`.
-async fn found_any(browser: &mut Browser, instance: &str) -> Discovered {
-    found_where(browser, instance, |_| true).await
-}
+    /// `instance` once `accept` holds for it (skipping earlier, partial resolutions).
+    async fn found_where(
+        &mut self,
+        instance: &str,
+        accept: impl Fn(&Discovered) -> bool,
+    ) -> Discovered {
+        self.until(&format!("acceptable {instance:?}"), |seen| {
+            seen.get(instance).is_some_and(&accept)
+        })
+        .await;
+        self.seen[instance].clone()
+    }
 
-/// Waits, within `STEP`, for `Lost(instance)` (updates of it may come first).
-async fn lost(browser: &mut Browser, instance: &str) {
-    assert!(
-        browser.endpoints().any(|d| d.instance == instance),
-        "{instance:?} is not known, so it cannot be lost"
-    );
-    let wait = async {
-        loop {
-            match browser.next().await {
-                Some(DiscoveryEvent::Lost(lost)) if lost == instance => return,
-                Some(_) => {}
-                None => panic!("browser stopped while waiting for {instance:?} to go"),
-            }
-        }
-    };
-    tokio::time::timeout(STEP, wait)
-        .await
-        .unwrap_or_else(|_| panic!("{instance:?} not lost within {STEP:?}"));
-    assert!(!browser.endpoints().any(|d| d.instance == instance));
+    /// `instance` as first found.
+    async fn found(&mut self, instance: &str) -> Discovered {
+        self.found_where(instance, |_| true).await
+    }
+
+    /// Waits for `Lost(instance)`, which must have been found.
+    async fn lost(&mut self, instance: &str) {
+        assert!(
+            self.seen.contains_key(instance),
+            "{instance:?} was never found"
+        );
+        self.until(&format!("loss of {instance:?}"), |seen| {
+            !seen.contains_key(instance)
+        })
+        .await;
+        assert!(
+            !self
+                .browser
+                .endpoints()
+                .iter()
+                .any(|d| d.instance == instance),
+            "{instance:?} still present"
+        );
+    }
 }
 
 fn fingerprint(seed: u8) -> Fingerprint {
@@ -247,7 +270,7 @@ fn child_found_with_everything_advertised_then_lost_on_drop() {
     }
     let (link_local, v0_index) = v0_link_local();
     runtime().block_on(async {
-        let mut browser = Browser::new().expect("browser");
+        let mut browser = Watched::new(Browser::new().expect("browser"));
         let advertiser = Advertisement::new("Ann's Game. Room 1", PROTOCOL, 4433)
             .fingerprint(fingerprint(0xab))
             .property("Map", "harbour")
@@ -264,7 +287,9 @@ fn child_found_with_everything_advertised_then_lost_on_drop() {
         let v4: SocketAddr = (V0_V4, 4433).into();
         let v6: SocketAddr = (V0_V6, 4433).into();
         let ll = SocketAddr::V6(std::net::SocketAddrV6::new(link_local, 4433, 0, v0_index));
-        let found = found_where(&mut browser, "Ann's Game. Room 1", |d| d.addrs.len() == 3).await;
+        let found = browser
+            .found_where("Ann's Game. Room 1", |d| d.addrs.len() == 3)
+            .await;
         assert_eq!(found.addrs, vec![v4, v6, ll]);
         assert_eq!(found.port, 4433);
         assert_eq!(found.protocol.as_deref(), Some(PROTOCOL));
@@ -278,25 +303,22 @@ fn child_found_with_everything_advertised_then_lost_on_drop() {
         assert_eq!(found.properties.len(), 2, "{:?}", found.properties);
         assert!(found.txt_issues.is_empty(), "{:?}", found.txt_issues);
         assert_eq!(found.host, "ann-s-game-room-1.local.");
-        assert_eq!(
-            browser.endpoints().cloned().collect::<Vec<_>>(),
-            vec![found.clone()]
-        );
+        assert_eq!(browser.browser.endpoints(), vec![found.clone()]);
 
         // Live updates of the TXT record reach the browser as a new Found.
         let mut advertiser = advertiser;
         advertiser.set_property("players", "4/8").expect("update");
-        let updated = found_where(&mut browser, "Ann's Game. Room 1", |d| {
-            d.property("players") == Some("4/8")
-        })
-        .await;
+        let updated = browser
+            .found_where("Ann's Game. Room 1", |d| {
+                d.property("players") == Some("4/8")
+            })
+            .await;
         assert_eq!(updated.property("map"), Some("dunes"));
         assert_eq!(updated.fingerprint, Some(fingerprint(0xab)));
         advertiser.remove_property("MAP").expect("removal");
-        found_where(&mut browser, "Ann's Game. Room 1", |d| {
-            d.property("map").is_none()
-        })
-        .await;
+        browser
+            .found_where("Ann's Game. Room 1", |d| d.property("map").is_none())
+            .await;
         // A refused update changes nothing.
         let refused = advertiser
             .set_property("fp", "00")
@@ -307,8 +329,8 @@ fn child_found_with_everything_advertised_then_lost_on_drop() {
         );
 
         drop(advertiser);
-        lost(&mut browser, "Ann's Game. Room 1").await;
-        assert_eq!(browser.endpoints().count(), 0);
+        browser.lost("Ann's Game. Room 1").await;
+        assert_eq!(browser.browser.endpoints(), vec![]);
     });
 }
 
@@ -318,7 +340,8 @@ fn child_explicit_addresses_on_one_interface_and_explicit_stops() {
         return;
     }
     runtime().block_on(async {
-        let mut browser = Browser::builder().interface("v0").start().expect("browser");
+        let mut browser =
+            Watched::new(Browser::builder().interface("v0").start().expect("browser"));
         let sync_stopped = Advertisement::new("sensor-1", PROTOCOL, 5000)
             .address(IpAddr::V4(V0_V4))
             .interface("v0")
@@ -331,12 +354,12 @@ fn child_explicit_addresses_on_one_interface_and_explicit_stops() {
             .start()
             .expect("advertise sensor-2");
 
-        let one = found_any(&mut browser, "sensor-1").await;
+        let one = browser.found("sensor-1").await;
         assert_eq!(one.addrs, vec![SocketAddr::from((V0_V4, 5000))]);
         assert_eq!(one.host, "sensor-one.local.");
         assert_eq!(one.fingerprint, None, "none was advertised");
         assert!(one.txt_issues.is_empty(), "{:?}", one.txt_issues);
-        let two = found_any(&mut browser, "sensor-2").await;
+        let two = browser.found("sensor-2").await;
         assert_eq!(two.addrs, vec![SocketAddr::from((V0_V6, 5001))]);
 
         // The blocking stop runs off the runtime's thread, as blocking code should.
@@ -344,9 +367,9 @@ fn child_explicit_addresses_on_one_interface_and_explicit_stops() {
             .await
             .expect("stop task")
             .expect("stop");
-        lost(&mut browser, "sensor-1").await;
+        browser.lost("sensor-1").await;
         async_stopped.stop_async().await.expect("stop_async");
-        lost(&mut browser, "sensor-2").await;
+        browser.lost("sensor-2").await;
     });
 }
 
@@ -380,8 +403,9 @@ fn child_discover_matches_and_times_out() {
         assert_eq!(discover(filter, STEP).await.expect("by filter").port, 6001);
 
         // A browser that already knows the lamp answers at once from what it knows.
-        let mut browser = Browser::new().expect("browser");
-        found_any(&mut browser, "lamp").await;
+        let mut browser = Watched::new(Browser::new().expect("browser"));
+        browser.found("lamp").await;
+        let mut browser = browser.browser;
         let started = Instant::now();
         let lamp = browser
             .discover(Filter::any().property("room", "hall"), STEP)
@@ -427,18 +451,18 @@ fn child_name_conflict_renames_the_later_advertiser() {
         return;
     }
     runtime().block_on(async {
-        let mut browser = Browser::new().expect("browser");
+        let mut browser = Watched::new(Browser::new().expect("browser"));
         let first = Advertisement::new("Game", PROTOCOL, 7000)
             .host_name("host-a")
             .start()
             .expect("first");
-        assert_eq!(found_any(&mut browser, "Game").await.port, 7000);
+        assert_eq!(browser.found("Game").await.port, 7000);
 
         let second = Advertisement::new("Game", PROTOCOL, 7001)
             .host_name("host-b")
             .start()
             .expect("second");
-        let renamed = found_any(&mut browser, "Game (2)").await;
+        let renamed = browser.found("Game (2)").await;
         assert_eq!(renamed.port, 7001);
         // The advertiser learns its new name as the renamed announcement goes out, so at about
         // the time the browser sees it.
@@ -452,35 +476,41 @@ fn child_name_conflict_renames_the_later_advertiser() {
         // Updates go out under the new name.
         let mut second = second;
         second.set_property("round", "2").expect("update");
-        found_where(&mut browser, "Game (2)", |d| {
-            d.property("round") == Some("2")
-        })
-        .await;
+        browser
+            .found_where("Game (2)", |d| d.property("round") == Some("2"))
+            .await;
         assert_eq!(
-            browser
-                .endpoints()
-                .find(|d| d.instance == "Game")
-                .map(|d| d.properties.len()),
-            Some(0),
+            browser.seen["Game"].properties.len(),
+            0,
             "the first game is untouched"
         );
 
         // Withdrawing the renamed one withdraws what peers saw, not the original name, and
         // nothing of the update ever overwrote the first game.
         drop(second);
-        lost(&mut browser, "Game (2)").await;
-        let left: Vec<_> = browser
-            .endpoints()
-            .map(|d| {
-                (
-                    d.instance.as_str(),
-                    d.host.as_str(),
-                    d.port,
-                    d.properties.len(),
-                )
-            })
-            .collect();
-        assert_eq!(left, vec![("Game", "host-a.local.", 7000, 0)]);
+        browser.lost("Game (2)").await;
+        let summary = |d: &Discovered| {
+            (
+                d.instance.clone(),
+                d.host.clone(),
+                d.port,
+                d.properties.len(),
+            )
+        };
+        let expected = vec![("Game".to_owned(), "host-a.local.".to_owned(), 7000, 0)];
+        assert_eq!(
+            browser.seen.values().map(summary).collect::<Vec<_>>(),
+            expected
+        );
+        assert_eq!(
+            browser
+                .browser
+                .endpoints()
+                .iter()
+                .map(summary)
+                .collect::<Vec<_>>(),
+            expected
+        );
     });
 }
 
