@@ -706,7 +706,12 @@ impl Drop for Advertiser {
             return;
         };
         if let Err(error) = daemon.mdns.unregister(&self.fullname) {
-            tracing::warn!(instance = %self.instance(), %error, "mDNS: could not withdraw endpoint");
+            // Stopping the daemon (dropping it here) still sends the goodbyes.
+            tracing::warn!(
+                instance = %self.instance(),
+                %error,
+                "mDNS: could not queue the withdrawal; stopping the daemon instead"
+            );
             return;
         }
         self.log_withdrawn();
@@ -2004,6 +2009,23 @@ mod tests {
         let events = drain(&mut state);
         assert_eq!(found(&events[0]).property("players"), Some("0"));
         assert_eq!(events.len(), 1);
+    }
+
+    #[test]
+    fn handles_and_their_futures_can_move_between_threads() {
+        fn send_sync<T: Send + Sync>() {}
+        send_sync::<Advertiser>();
+        send_sync::<Browser>();
+        send_sync::<Discovered>();
+        send_sync::<DiscoveryError>();
+        send_sync::<Filter>();
+        fn send<T: Send>(_: &T) {}
+        // Type-checked, never run: what tokio::spawn requires of these futures.
+        let _ = |browser: &mut Browser, advertiser: Advertiser| {
+            send(&browser.next());
+            send(&browser.discover("x", Duration::ZERO));
+            send(&advertiser.stop_async());
+        };
     }
 
     fn endpoint(instance: &str, protocol: &str, room: &str) -> Discovered {
