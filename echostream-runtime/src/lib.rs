@@ -35,6 +35,8 @@ pub mod codec;
 pub mod config;
 pub mod context;
 pub mod datagram;
+#[cfg(feature = "mdns")]
+pub mod discovery;
 mod endpoint;
 pub mod error;
 mod io;
