@@ -878,7 +878,11 @@ impl Session {
             Ok(encoded) => encoded,
             Err(status) => match self.inner.encode(error_response(id, &status)) {
                 Ok(encoded) => encoded,
-                Err(_) => return,
+                Err(_) => {
+                    // Not even the error fits the peer's limit: end the call with a reset.
+                    let _ = send.reset(VarInt::from_u32(Code::Internal.as_u32()));
+                    return;
+                }
             },
         };
         // A failed write means the caller is gone: nobody is left to tell.
