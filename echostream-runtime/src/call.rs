@@ -1,0 +1,291 @@
+//! Per-call settings and state: [`CallOptions`] for callers, [`CallContext`] for handlers.
+//!
+//! A handler reaches the context of the call it serves with [`CallContext::current()`]: the
+//! method, the deadline, the metadata that came with the request (after inbound middleware), and
+//! cancellation. The context is a task-local set by the runtime around each handler, so generated
+//! trait methods keep the plain shape `async fn login(&self, session: &Session, req: Login)`; a
+//! handler that spawns work hands a clone of it to that work.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use tokio::sync::Notify;
+use tokio::time::Instant;
+
+/// Frame metadata: free-form string pairs that travel with a frame (auth tokens, trace ids, ...).
+pub type Metadata = std::collections::BTreeMap<String, String>;
+
+/// How one outbound call is made: deadline, replay safety and metadata.
+#[derive(Clone, Debug, Default)]
+pub struct CallOptions {
+    pub(crate) timeout: Option<Duration>,
+    pub(crate) deadline: Option<Instant>,
+    pub(crate) no_deadline: bool,
+    pub(crate) idempotent: bool,
+    pub(crate) metadata: Metadata,
+}
+
+impl CallOptions {
+    /// Options that use the endpoint's defaults.
+    pub fn new() -> CallOptions {
+        CallOptions::default()
+    }
+
+    /// Fails the call with `DEADLINE_EXCEEDED` if no answer came within `timeout` of its start.
+    /// Overrides the endpoint's default timeout.
+    pub fn timeout(mut self, timeout: Duration) -> CallOptions {
+        self.timeout = Some(timeout);
+        self
+    }
+
+    /// Fails the call with `DEADLINE_EXCEEDED` at `deadline`. With a timeout too, the earlier of
+    /// the two applies.
+    pub fn deadline(mut self, deadline: Instant) -> CallOptions {
+        self.deadline = Some(deadline);
+        self
+    }
+
+    /// No deadline at all for this call, whatever the endpoint's default.
+    pub fn no_deadline(mut self) -> CallOptions {
+        self.no_deadline = true;
+        self
+    }
+
+    /// Declares the call safe to replay, so it may travel as 0-RTT early data.
+    pub fn idempotent(mut self, idempotent: bool) -> CallOptions {
+        self.idempotent = idempotent;
+        self
+    }
+
+    /// Adds a metadata pair to the request frame.
+    pub fn metadata(mut self, key: impl Into<String>, value: impl Into<String>) -> CallOptions {
+        self.metadata.insert(key.into(), value.into());
+        self
+    }
+
+    /// The deadline of a call starting `now`, given the endpoint's default timeout.
+    pub(crate) fn effective_deadline(
+        &self,
+        now: Instant,
+        default_timeout: Option<Duration>,
+    ) -> Option<Instant> {
+        if self.no_deadline {
+            return None;
+        }
+        let from_timeout = self.timeout.or(default_timeout).map(|t| now + t);
+        match (from_timeout, self.deadline) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+}
+
+/// What kind of inbound traffic a handler is serving.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CallKind {
+    /// An RPC.
+    Rpc,
+    /// An event.
+    Event,
+    /// A frame of a named stream (or its opening or end).
+    Stream,
+}
+
+tokio::task_local! {
+    static CURRENT: CallContext;
+}
+
+/// The context of the inbound call, event or stream frame a handler is serving.
+///
+/// Cheap to clone. RPC handlers see the call's deadline and can wait for its cancellation (the
+/// caller gave up, the deadline passed, or the connection was lost); the runtime also drops the
+/// handler's future then, so work that must notice cancellation beyond that point (spawned tasks)
+/// should hold a clone and watch [`CallContext::cancelled`].
+#[derive(Clone, Debug)]
+pub struct CallContext {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    kind: CallKind,
+    id: u64,
+    name: Arc<str>,
+    deadline: Option<Instant>,
+    metadata: Metadata,
+    cancelled: AtomicBool,
+    notify: Notify,
+}
+
+impl CallContext {
+    pub(crate) fn new(
+        kind: CallKind,
+        id: u64,
+        name: Arc<str>,
+        deadline: Option<Instant>,
+        metadata: Metadata,
+    ) -> CallContext {
+        CallContext {
+            inner: Arc::new(Inner {
+                kind,
+                id,
+                name,
+                deadline,
+                metadata,
+                cancelled: AtomicBool::new(false),
+                notify: Notify::new(),
+            }),
+        }
+    }
+
+    /// The context of the handler running on this task, `None` outside of a handler (or in a task
+    /// the handler spawned: pass it a clone instead).
+    pub fn current() -> Option<CallContext> {
+        CURRENT.try_with(CallContext::clone).ok()
+    }
+
+    /// Runs `future` with this context as the current one.
+    pub(crate) fn scope<F: Future>(self, future: F) -> impl Future<Output = F::Output> {
+        CURRENT.scope(self, future)
+    }
+
+    /// Whether this is an RPC, an event or a stream frame.
+    pub fn kind(&self) -> CallKind {
+        self.inner.kind
+    }
+
+    /// The request id chosen by the caller (0 for events and stream frames).
+    pub fn id(&self) -> u64 {
+        self.inner.id
+    }
+
+    /// The method, event or stream name.
+    pub fn name(&self) -> &str {
+        &self.inner.name
+    }
+
+    /// When the caller stops waiting, if it set a deadline.
+    pub fn deadline(&self) -> Option<Instant> {
+        self.inner.deadline
+    }
+
+    /// Time left until the deadline (zero once passed), `None` without a deadline.
+    pub fn remaining(&self) -> Option<Duration> {
+        self.inner
+            .deadline
+            .map(|d| d.saturating_duration_since(Instant::now()))
+    }
+
+    /// The metadata that came with the frame, as inbound middleware left it.
+    pub fn metadata(&self) -> &Metadata {
+        &self.inner.metadata
+    }
+
+    /// Whether the call has been cancelled.
+    pub fn is_cancelled(&self) -> bool {
+        self.inner.cancelled.load(Ordering::Acquire)
+    }
+
+    /// Completes once the call is cancelled (immediately if it already is).
+    pub async fn cancelled(&self) {
+        loop {
+            let notified = self.inner.notify.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.is_cancelled() {
+                return;
+            }
+            notified.await;
+        }
+    }
+
+    /// Marks the call cancelled and wakes everyone waiting in [`CallContext::cancelled`].
+    pub(crate) fn cancel(&self) {
+        if !self.inner.cancelled.swap(true, Ordering::AcqRel) {
+            self.inner.notify.notify_waiters();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ctx() -> CallContext {
+        CallContext::new(CallKind::Rpc, 9, "svc/m".into(), None, Metadata::new())
+    }
+
+    #[tokio::test]
+    async fn current_is_set_only_inside_the_scope() {
+        assert!(CallContext::current().is_none());
+        let seen = ctx()
+            .scope(async { CallContext::current().map(|c| (c.id(), c.name().to_string())) })
+            .await;
+        assert_eq!(seen, Some((9, "svc/m".to_string())));
+        assert!(CallContext::current().is_none());
+    }
+
+    #[tokio::test]
+    async fn cancellation_wakes_waiters_before_and_after() {
+        let ctx = ctx();
+        let waiter = tokio::spawn({
+            let ctx = ctx.clone();
+            async move { ctx.cancelled().await }
+        });
+        tokio::task::yield_now().await;
+        assert!(!ctx.is_cancelled());
+        ctx.cancel();
+        tokio::time::timeout(Duration::from_secs(5), waiter)
+            .await
+            .expect("waiter woke")
+            .unwrap();
+        tokio::time::timeout(Duration::from_secs(5), ctx.cancelled())
+            .await
+            .expect("already cancelled returns at once");
+    }
+
+    #[tokio::test]
+    async fn deadline_is_the_earliest_of_timeout_default_and_deadline() {
+        let now = Instant::now();
+        let s = Duration::from_secs(1);
+        assert_eq!(CallOptions::new().effective_deadline(now, None), None);
+        assert_eq!(
+            CallOptions::new().effective_deadline(now, Some(s)),
+            Some(now + s)
+        );
+        assert_eq!(
+            CallOptions::new()
+                .timeout(2 * s)
+                .effective_deadline(now, Some(s)),
+            Some(now + 2 * s)
+        );
+        assert_eq!(
+            CallOptions::new()
+                .timeout(5 * s)
+                .deadline(now + 3 * s)
+                .effective_deadline(now, None),
+            Some(now + 3 * s)
+        );
+        assert_eq!(
+            CallOptions::new()
+                .no_deadline()
+                .effective_deadline(now, Some(s)),
+            None
+        );
+    }
+
+    #[tokio::test]
+    async fn remaining_counts_down_to_zero() {
+        let past = CallContext::new(
+            CallKind::Rpc,
+            1,
+            "m".into(),
+            Some(Instant::now() - Duration::from_millis(5)),
+            Metadata::new(),
+        );
+        assert_eq!(past.remaining(), Some(Duration::ZERO));
+        assert_eq!(ctx().remaining(), None);
+    }
+}

@@ -1,0 +1,175 @@
+//! [`Client`]: an endpoint that connects to servers, one [`Session`] per connection.
+
+use std::fmt;
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::Arc;
+
+use quinn::{ClientConfig, Endpoint};
+
+use crate::context::Context;
+use crate::endpoint::{self, Parts, Shared, Side, endpoint_builder_methods};
+use crate::error::Error;
+use crate::proto::v1::ErrorCode;
+use crate::protocol::{self, ALPN};
+use crate::server::resolve;
+use crate::session::Session;
+use crate::sessions::Sessions;
+use crate::tls::ClientTls;
+
+/// A client endpoint: one UDP socket from which it connects to any number of servers. Cheap to
+/// clone. Its sessions serve the client's own router, so servers can call it back.
+///
+/// Reuse one client for reconnections: it keeps the TLS session tickets that let a reconnection
+/// resume.
+#[derive(Clone)]
+pub struct Client {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    endpoint: Endpoint,
+    shared: Arc<Shared>,
+    config: ClientConfig,
+}
+
+/// Configures a [`Client`].
+#[must_use]
+pub struct ClientBuilder {
+    parts: Parts,
+    tls: Option<ClientTls>,
+    bind: Option<SocketAddr>,
+}
+
+endpoint_builder_methods!(ClientBuilder);
+
+impl ClientBuilder {
+    /// How servers are verified, and the client's certificate for mutual TLS (mandatory).
+    pub fn tls(mut self, tls: ClientTls) -> ClientBuilder {
+        self.tls = Some(tls);
+        self
+    }
+
+    /// The local address to bind (default: any address, any port; IPv6 dual-stack where
+    /// available, else IPv4).
+    pub fn bind_addr(mut self, addr: SocketAddr) -> ClientBuilder {
+        self.bind = Some(addr);
+        self
+    }
+
+    /// Binds the socket, runs the context's start hooks and the plugins' `on_server_start`.
+    pub async fn build(self) -> Result<Client, Error> {
+        let tls = self.tls.ok_or(Error::NoTls)?;
+        let mut config = ClientConfig::new(tls.quic_config(&[ALPN])?);
+        config.transport_config(self.parts.config.transport());
+        let endpoint = match self.bind {
+            Some(addr) => Endpoint::client(addr).map_err(|source| Error::Bind { addr, source })?,
+            None => {
+                let any6 = SocketAddr::from((Ipv6Addr::UNSPECIFIED, 0));
+                let any4 = SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0));
+                Endpoint::client(any6)
+                    .or_else(|_| Endpoint::client(any4))
+                    .map_err(|source| Error::Bind { addr: any4, source })?
+            }
+        };
+        let shared = self.parts.into_shared(Side::Client);
+        endpoint::start(&shared).await?;
+        Ok(Client {
+            inner: Arc::new(Inner {
+                endpoint,
+                shared,
+                config,
+            }),
+        })
+    }
+
+    /// Builds a client and connects it to `addr` (see [`Client::connect`]).
+    pub async fn connect(
+        self,
+        addr: impl tokio::net::ToSocketAddrs + fmt::Display,
+        server_name: &str,
+    ) -> Result<Session, Error> {
+        self.build().await?.connect(addr, server_name).await
+    }
+}
+
+impl Client {
+    /// A builder with the default configuration and an empty router.
+    pub fn builder() -> ClientBuilder {
+        ClientBuilder {
+            parts: Parts::default(),
+            tls: None,
+            bind: None,
+        }
+    }
+
+    /// Connects to the server at `addr`, verifying its certificate for `server_name` (pinned
+    /// certificates match whatever the name), and exchanges hellos.
+    ///
+    /// Errors: [`Error::Handshake`] if the server is not trusted (or refuses this client's
+    /// certificate), [`Error::VersionMismatch`] if it speaks another protocol version,
+    /// [`Error::Connection`] if it cannot be reached (after the idle timeout).
+    pub async fn connect(
+        &self,
+        addr: impl tokio::net::ToSocketAddrs + fmt::Display,
+        server_name: &str,
+    ) -> Result<Session, Error> {
+        let addr = resolve(&addr).await?;
+        let addr = match (addr, self.inner.endpoint.local_addr()) {
+            (SocketAddr::V4(v4), Ok(SocketAddr::V6(_))) => {
+                SocketAddr::from((v4.ip().to_ipv6_mapped(), v4.port()))
+            }
+            _ => addr,
+        };
+        let connecting = self
+            .inner
+            .endpoint
+            .connect_with(self.inner.config.clone(), addr, server_name)
+            .map_err(|source| Error::Connect { addr, source })?;
+        let conn = connecting.await.map_err(Error::from_connection)?;
+        let session = endpoint::establish(conn, self.inner.shared.clone()).await?;
+        tracing::debug!(session = session.id(), %addr, "connected");
+        Ok(session)
+    }
+
+    /// The client's live sessions.
+    pub fn sessions(&self) -> &Sessions {
+        &self.inner.shared.sessions
+    }
+
+    /// The client's context.
+    pub fn context(&self) -> &Context {
+        &self.inner.shared.context
+    }
+
+    /// The local address of the client's socket.
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        self.inner.endpoint.local_addr().ok()
+    }
+
+    /// Closes every session of this client at once (code `SHUTDOWN`), waits briefly for the
+    /// closes to be sent, and runs the context's stop hooks.
+    pub async fn close(&self) {
+        let code = protocol::close_code(ErrorCode::Shutdown);
+        for session in self.sessions().list() {
+            session.close_with(code, "client closed");
+        }
+        self.inner.endpoint.close(code, b"client closed");
+        let _ = tokio::time::timeout(
+            std::time::Duration::from_secs(1),
+            self.inner.endpoint.wait_idle(),
+        )
+        .await;
+        if let Err(error) = self.inner.shared.context.stop().await {
+            tracing::warn!(%error, "a stop hook failed");
+        }
+    }
+}
+
+impl fmt::Debug for Client {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Client")
+            .field("local_addr", &self.local_addr())
+            .field("sessions", &self.sessions().len())
+            .finish_non_exhaustive()
+    }
+}

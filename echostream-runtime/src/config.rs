@@ -1,0 +1,153 @@
+//! [`Config`]: the limits and timers of an endpoint, shared by all its sessions.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use quinn::{TransportConfig, VarInt};
+
+use crate::codec::DEFAULT_MAX_FRAME_SIZE;
+use crate::queue::QueueLimits;
+
+/// Limits and timers of an endpoint. Every value has a default suited to a server on the open
+/// internet; the builders of [`Server`](crate::Server) and [`Client`](crate::Client) take a
+/// `Config` or set its fields one by one.
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub(crate) default_timeout: Option<Duration>,
+    pub(crate) max_frame_size: usize,
+    pub(crate) max_concurrent_calls: u32,
+    pub(crate) max_inbound_streams: u32,
+    pub(crate) event_queue: QueueLimits,
+    pub(crate) stream_queue: QueueLimits,
+    pub(crate) keepalive_interval: Duration,
+    pub(crate) idle_timeout: Duration,
+    pub(crate) handshake_timeout: Duration,
+    pub(crate) stream_receive_window: u32,
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        Config {
+            default_timeout: Some(Duration::from_secs(30)),
+            max_frame_size: DEFAULT_MAX_FRAME_SIZE,
+            max_concurrent_calls: 1024,
+            max_inbound_streams: 256,
+            event_queue: QueueLimits {
+                frames: 4096,
+                bytes: 8 * 1024 * 1024,
+            },
+            stream_queue: QueueLimits {
+                frames: 256,
+                bytes: 8 * 1024 * 1024,
+            },
+            keepalive_interval: Duration::from_secs(5),
+            idle_timeout: Duration::from_secs(30),
+            handshake_timeout: Duration::from_secs(10),
+            stream_receive_window: 2 * 1024 * 1024,
+        }
+    }
+}
+
+impl Config {
+    /// The defaults.
+    pub fn new() -> Config {
+        Config::default()
+    }
+
+    /// Deadline of outbound calls that set none themselves (default 30 s); `None` for none.
+    pub fn default_timeout(mut self, timeout: Option<Duration>) -> Config {
+        self.default_timeout = timeout;
+        self
+    }
+
+    /// Largest frame accepted from the peer, in bytes without the length prefix (default 4 MiB,
+    /// at least 1 KiB). A larger frame closes the connection with `FRAME_TOO_LARGE`; the peer
+    /// learns the limit from the hello and refuses to send larger frames with
+    /// `RESOURCE_EXHAUSTED`.
+    pub fn max_frame_size(mut self, bytes: usize) -> Config {
+        self.max_frame_size = bytes.max(1024);
+        self
+    }
+
+    /// Most RPCs served at once per session (default 1024); calls beyond it are answered
+    /// `RESOURCE_EXHAUSTED` at once.
+    pub fn max_concurrent_calls(mut self, calls: u32) -> Config {
+        self.max_concurrent_calls = calls.max(1);
+        self
+    }
+
+    /// Most named streams the peer may have open towards this side at once (default 256). Past
+    /// it, the peer's `open_stream` waits for one to end (QUIC stream credit).
+    pub fn max_inbound_streams(mut self, streams: u32) -> Config {
+        self.max_inbound_streams = streams.max(1);
+        self
+    }
+
+    /// Bound of each session's outbound event queue (default 4096 events or 8 MiB); `emit` fails
+    /// `RESOURCE_EXHAUSTED` and counts the event as dropped when it is full.
+    pub fn event_queue(mut self, frames: usize, bytes: usize) -> Config {
+        self.event_queue = QueueLimits {
+            frames: frames.max(1),
+            bytes,
+        };
+        self
+    }
+
+    /// Default bound of each outbound named stream's queue (default 256 frames or 8 MiB).
+    pub fn stream_queue(mut self, frames: usize, bytes: usize) -> Config {
+        self.stream_queue = QueueLimits {
+            frames: frames.max(1),
+            bytes,
+        };
+        self
+    }
+
+    /// Interval between pings on an otherwise quiet or busy connection (default 5 s). Pings keep
+    /// NAT bindings and the idle timer alive and measure the round-trip time.
+    pub fn keepalive_interval(mut self, interval: Duration) -> Config {
+        self.keepalive_interval = interval.max(Duration::from_millis(1));
+        self
+    }
+
+    /// A connection from which nothing arrives for this long is considered lost (default 30 s).
+    /// The smaller of both peers' values applies. Keep it a few keepalive intervals long.
+    pub fn idle_timeout(mut self, timeout: Duration) -> Config {
+        self.idle_timeout = timeout.max(Duration::from_millis(10));
+        self
+    }
+
+    /// Time the peer has, once TLS is done, to send its hello (default 10 s).
+    pub fn handshake_timeout(mut self, timeout: Duration) -> Config {
+        self.handshake_timeout = timeout;
+        self
+    }
+
+    /// QUIC flow-control window of each stream, in bytes (default 2 MiB): how much of one frame
+    /// the peer may send before this side reads it.
+    pub fn stream_receive_window(mut self, bytes: u32) -> Config {
+        self.stream_receive_window = bytes.max(16 * 1024);
+        self
+    }
+
+    /// The QUIC transport parameters these settings call for.
+    pub(crate) fn transport(&self) -> Arc<TransportConfig> {
+        let mut transport = TransportConfig::default();
+        // A quarter more bi-streams than calls served, so calls past the limit reach this side
+        // and are answered RESOURCE_EXHAUSTED instead of waiting silently for stream credit.
+        let bidi = self
+            .max_concurrent_calls
+            .saturating_add(self.max_concurrent_calls / 4 + 16);
+        transport
+            .max_concurrent_bidi_streams(VarInt::from_u32(bidi))
+            // The peer's control and events streams come on top of its named streams.
+            .max_concurrent_uni_streams(VarInt::from_u32(
+                self.max_inbound_streams.saturating_add(2),
+            ))
+            .stream_receive_window(VarInt::from_u32(self.stream_receive_window))
+            .keep_alive_interval(None);
+        let idle =
+            quinn::IdleTimeout::try_from(self.idle_timeout).unwrap_or_else(|_| VarInt::MAX.into());
+        transport.max_idle_timeout(Some(idle));
+        Arc::new(transport)
+    }
+}

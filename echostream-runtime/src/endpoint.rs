@@ -1,0 +1,301 @@
+//! What servers and clients share: the endpoint state every session points to, the builder
+//! parts common to both, and turning a fresh QUIC connection into a [`Session`] (the hello
+//! exchange).
+
+use std::sync::Arc;
+
+use quinn::Connection;
+
+use crate::codec::Encoder;
+use crate::config::Config;
+use crate::context::Context;
+use crate::error::Error;
+use crate::io::{FrameReader, ReadFrameError};
+use crate::middleware::{Middleware, Middlewares};
+use crate::plugin::Plugin;
+use crate::proto::v1::{ErrorCode, Frame, frame::Payload};
+use crate::protocol::{self, STREAM_CONTROL};
+use crate::router::{Router, Service};
+use crate::session::{Session, codec_close_code};
+use crate::sessions::Sessions;
+
+/// Which side of connections an endpoint is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Side {
+    Server,
+    Client,
+}
+
+impl Side {
+    /// "server" or "client", for logs.
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Side::Server => "server",
+            Side::Client => "client",
+        }
+    }
+}
+
+/// The state of an endpoint, shared by all its sessions.
+pub(crate) struct Shared {
+    pub(crate) side: Side,
+    pub(crate) router: Router,
+    pub(crate) middleware: Middlewares,
+    pub(crate) plugins: Vec<Arc<dyn Plugin>>,
+    pub(crate) context: Context,
+    pub(crate) config: Config,
+    pub(crate) sessions: Sessions,
+}
+
+/// The parts of a builder that servers and clients share.
+#[derive(Default)]
+pub(crate) struct Parts {
+    pub(crate) router: Router,
+    pub(crate) middleware: Middlewares,
+    pub(crate) plugins: Vec<Arc<dyn Plugin>>,
+    pub(crate) context: Context,
+    pub(crate) config: Config,
+}
+
+impl Parts {
+    pub(crate) fn into_shared(self, side: Side) -> Arc<Shared> {
+        Arc::new(Shared {
+            side,
+            router: self.router,
+            middleware: self.middleware,
+            plugins: self.plugins,
+            context: self.context,
+            config: self.config,
+            sessions: Sessions::default(),
+        })
+    }
+}
+
+/// Adds the builder methods both endpoints share to a builder with a `parts: Parts` field.
+macro_rules! endpoint_builder_methods {
+    ($builder:ty) => {
+        impl $builder {
+            /// Registers a service's handlers (e.g. a generated `ChatServiceServer`).
+            pub fn service(mut self, service: impl $crate::router::Service) -> Self {
+                self.parts.add_service(service);
+                self
+            }
+
+            /// Adds the handlers of `router` to the endpoint's router.
+            ///
+            /// # Panics
+            /// If a method or stream name is registered twice.
+            pub fn router(mut self, router: $crate::router::Router) -> Self {
+                self.parts.add_service(router);
+                self
+            }
+
+            /// Lets `f` register handlers directly on the endpoint's router.
+            pub fn routes(mut self, f: impl FnOnce(&mut $crate::router::Router)) -> Self {
+                f(&mut self.parts.router);
+                self
+            }
+
+            /// Adds a middleware layer (see [`Middleware`](crate::Middleware) for the order).
+            pub fn middleware(mut self, middleware: impl $crate::middleware::Middleware) -> Self {
+                self.parts.add_middleware(middleware);
+                self
+            }
+
+            /// Adds a plugin.
+            pub fn plugin(mut self, plugin: impl $crate::plugin::Plugin) -> Self {
+                self.parts.plugins.push(::std::sync::Arc::new(plugin));
+                self
+            }
+
+            /// Uses `context` (e.g. one shared with other endpoints) instead of a new one.
+            pub fn context(mut self, context: $crate::context::Context) -> Self {
+                self.parts.context = context;
+                self
+            }
+
+            /// Replaces all limits and timers.
+            pub fn config(mut self, config: $crate::config::Config) -> Self {
+                self.parts.config = config;
+                self
+            }
+
+            /// See [`Config::default_timeout`](crate::Config::default_timeout).
+            pub fn default_timeout(mut self, timeout: Option<::std::time::Duration>) -> Self {
+                self.parts.config = self.parts.config.default_timeout(timeout);
+                self
+            }
+
+            /// See [`Config::max_frame_size`](crate::Config::max_frame_size).
+            pub fn max_frame_size(mut self, bytes: usize) -> Self {
+                self.parts.config = self.parts.config.max_frame_size(bytes);
+                self
+            }
+
+            /// See [`Config::max_concurrent_calls`](crate::Config::max_concurrent_calls).
+            pub fn max_concurrent_calls(mut self, calls: u32) -> Self {
+                self.parts.config = self.parts.config.max_concurrent_calls(calls);
+                self
+            }
+
+            /// See [`Config::event_queue`](crate::Config::event_queue).
+            pub fn event_queue(mut self, frames: usize, bytes: usize) -> Self {
+                self.parts.config = self.parts.config.event_queue(frames, bytes);
+                self
+            }
+
+            /// See [`Config::stream_queue`](crate::Config::stream_queue).
+            pub fn stream_queue(mut self, frames: usize, bytes: usize) -> Self {
+                self.parts.config = self.parts.config.stream_queue(frames, bytes);
+                self
+            }
+
+            /// See [`Config::keepalive_interval`](crate::Config::keepalive_interval).
+            pub fn keepalive_interval(mut self, interval: ::std::time::Duration) -> Self {
+                self.parts.config = self.parts.config.keepalive_interval(interval);
+                self
+            }
+
+            /// See [`Config::idle_timeout`](crate::Config::idle_timeout).
+            pub fn idle_timeout(mut self, timeout: ::std::time::Duration) -> Self {
+                self.parts.config = self.parts.config.idle_timeout(timeout);
+                self
+            }
+        }
+    };
+}
+pub(crate) use endpoint_builder_methods;
+
+impl Parts {
+    pub(crate) fn add_service(&mut self, service: impl Service) {
+        service.register(&mut self.router);
+    }
+
+    pub(crate) fn add_middleware(&mut self, middleware: impl Middleware) {
+        self.middleware.push(Arc::new(middleware));
+    }
+}
+
+impl Service for Router {
+    /// Moves every handler of this router into `router`.
+    fn register(self, router: &mut Router) {
+        router.merge(self);
+    }
+}
+
+/// Runs the start hooks and tells the plugins the endpoint started.
+pub(crate) async fn start(shared: &Shared) -> Result<(), Error> {
+    shared.context.start().await.map_err(Error::Start)?;
+    crate::plugin::notify(&shared.plugins, "on_server_start", |p| {
+        p.on_server_start(&shared.context)
+    });
+    Ok(())
+}
+
+/// Exchanges hellos on a fresh connection and starts its session.
+pub(crate) async fn establish(conn: Connection, shared: Arc<Shared>) -> Result<Session, Error> {
+    let config = &shared.config;
+    let timeout = config.handshake_timeout;
+    let exchange = async {
+        let mut control = conn.open_uni().await.map_err(Error::from_connection)?;
+        let mut encoder = Encoder::new();
+        encoder.put_byte(STREAM_CONTROL);
+        let hello = Frame {
+            metadata: Default::default(),
+            payload: Some(Payload::Hello(protocol::hello(
+                config.max_frame_size,
+                config.max_concurrent_calls,
+            ))),
+        };
+        let mut hello = encoder
+            .encode_frame(hello, usize::MAX)
+            .map_err(|e| Error::Protocol(e.to_string()))?;
+        if let Err(e) = control.write_all_chunks(hello.chunks()).await {
+            return Err(match e {
+                quinn::WriteError::ConnectionLost(e) => Error::from_connection(e),
+                other => Error::Protocol(format!("cannot write the hello: {other}")),
+            });
+        }
+        let recv = conn.accept_uni().await.map_err(Error::from_connection)?;
+        let mut reader = FrameReader::new(recv, config.max_frame_size);
+        let protocol_error = |code: ErrorCode, detail: String| {
+            conn.close(protocol::close_code(code), detail.as_bytes());
+            Error::Protocol(detail)
+        };
+        match reader.read_stream_type().await {
+            Ok(Some(STREAM_CONTROL)) => {}
+            Ok(Some(other)) => {
+                return Err(protocol_error(
+                    ErrorCode::ProtocolError,
+                    format!("the first stream must be the control stream, got type {other}"),
+                ));
+            }
+            Ok(None) => {
+                return Err(protocol_error(
+                    ErrorCode::ProtocolError,
+                    "the control stream ended before its hello".into(),
+                ));
+            }
+            Err(quinn::ReadError::ConnectionLost(e)) => return Err(Error::from_connection(e)),
+            Err(e) => {
+                return Err(protocol_error(
+                    ErrorCode::ProtocolError,
+                    format!("the control stream failed: {e}"),
+                ));
+            }
+        }
+        let hello = match reader.next().await {
+            Ok(Some(Frame {
+                payload: Some(Payload::Hello(hello)),
+                ..
+            })) => hello,
+            Ok(_) => {
+                return Err(protocol_error(
+                    ErrorCode::ProtocolError,
+                    "the control stream must start with a hello".into(),
+                ));
+            }
+            Err(ReadFrameError::Codec(e)) => {
+                return Err(protocol_error(
+                    codec_close_code(&e),
+                    format!("bad hello frame: {e}"),
+                ));
+            }
+            Err(ReadFrameError::Read(quinn::ReadError::ConnectionLost(e))) => {
+                return Err(Error::from_connection(e));
+            }
+            Err(ReadFrameError::Read(e)) => {
+                return Err(protocol_error(
+                    ErrorCode::ProtocolError,
+                    format!("the control stream failed: {e}"),
+                ));
+            }
+        };
+        let peer = match protocol::check_hello(hello, crate::codec::DEFAULT_MAX_FRAME_SIZE) {
+            Ok(peer) => peer,
+            Err(version) => {
+                let detail = format!(
+                    "the peer speaks protocol version {version}, this endpoint speaks {}",
+                    protocol::PROTOCOL_VERSION
+                );
+                conn.close(
+                    protocol::close_code(ErrorCode::VersionMismatch),
+                    detail.as_bytes(),
+                );
+                return Err(Error::VersionMismatch { detail });
+            }
+        };
+        Ok((peer, control, reader))
+    };
+    let (peer, control, reader) = match tokio::time::timeout(timeout, exchange).await {
+        Ok(result) => result?,
+        Err(_) => {
+            conn.close(
+                protocol::close_code(ErrorCode::HandshakeTimeout),
+                b"no hello within the handshake timeout",
+            );
+            return Err(Error::HandshakeTimeout(timeout));
+        }
+    };
+    Ok(Session::start(conn, shared, peer, control, reader))
+}

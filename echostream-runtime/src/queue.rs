@@ -1,0 +1,215 @@
+//! [`OutQueue`]: the bounded queue between a sender (`emit`, a stream's `send`) and the task that
+//! writes to the QUIC stream. Bounded both in frames and in bytes, so a slow peer costs at most the
+//! configured memory; what does not fit is refused at once and counted by the caller, never
+//! waited for.
+
+use std::collections::VecDeque;
+use std::sync::Mutex;
+
+use tokio::sync::Notify;
+
+/// Limits of an outbound queue: at most `frames` frames and `bytes` encoded bytes wait at once.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct QueueLimits {
+    /// The most frames waiting at once.
+    pub frames: usize,
+    /// The most encoded bytes waiting at once. A single frame larger than this is still accepted
+    /// into an empty queue (the frame size limit bounds it).
+    pub bytes: usize,
+}
+
+/// Why a push was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum PushError {
+    /// The queue is at its limit.
+    Full,
+    /// The writer is gone (stream finished or connection lost).
+    Closed,
+}
+
+/// A bounded multi-producer, single-consumer queue of items with a byte size.
+#[derive(Debug)]
+pub(crate) struct OutQueue<T> {
+    state: Mutex<State<T>>,
+    notify: Notify,
+    limits: QueueLimits,
+}
+
+#[derive(Debug)]
+struct State<T> {
+    items: VecDeque<(T, usize)>,
+    bytes: usize,
+    closed: bool,
+}
+
+impl<T> OutQueue<T> {
+    pub(crate) fn new(limits: QueueLimits) -> OutQueue<T> {
+        OutQueue {
+            state: Mutex::new(State {
+                items: VecDeque::new(),
+                bytes: 0,
+                closed: false,
+            }),
+            notify: Notify::new(),
+            limits,
+        }
+    }
+
+    pub(crate) fn limits(&self) -> QueueLimits {
+        self.limits
+    }
+
+    /// Queues `item` of `size` bytes, or refuses it without waiting.
+    pub(crate) fn push(&self, item: T, size: usize) -> Result<(), PushError> {
+        let mut state = self.lock();
+        if state.closed {
+            return Err(PushError::Closed);
+        }
+        let full = state.items.len() >= self.limits.frames
+            || (!state.items.is_empty() && state.bytes + size > self.limits.bytes);
+        if full {
+            return Err(PushError::Full);
+        }
+        state.items.push_back((item, size));
+        state.bytes += size;
+        drop(state);
+        self.notify.notify_one();
+        Ok(())
+    }
+
+    /// Waits for items and moves up to `max_items` of them (but at least one) into `out`.
+    /// Returns `false` once the queue is closed and drained.
+    pub(crate) async fn pop_batch(&self, out: &mut Vec<T>, max_items: usize) -> bool {
+        loop {
+            {
+                let mut guard = self.lock();
+                let state = &mut *guard;
+                if !state.items.is_empty() {
+                    let n = state.items.len().min(max_items.max(1));
+                    for (item, size) in state.items.drain(..n) {
+                        state.bytes -= size;
+                        out.push(item);
+                    }
+                    return true;
+                }
+                if state.closed {
+                    return false;
+                }
+            }
+            self.notify.notified().await;
+        }
+    }
+
+    /// Refuses new items; the consumer still drains what is queued. Returns how many items were
+    /// waiting.
+    pub(crate) fn close(&self) -> usize {
+        let mut state = self.lock();
+        state.closed = true;
+        let waiting = state.items.len();
+        drop(state);
+        self.notify.notify_one();
+        waiting
+    }
+
+    /// Refuses new items and discards the queued ones; returns how many were discarded.
+    pub(crate) fn close_and_clear(&self) -> usize {
+        let mut state = self.lock();
+        state.closed = true;
+        let discarded = state.items.len();
+        state.items.clear();
+        state.bytes = 0;
+        drop(state);
+        self.notify.notify_one();
+        discarded
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State<T>> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn queue(frames: usize, bytes: usize) -> OutQueue<u32> {
+        OutQueue::new(QueueLimits { frames, bytes })
+    }
+
+    #[test]
+    fn refuses_past_the_frame_limit() {
+        let q = queue(2, 1000);
+        assert_eq!(q.push(1, 10), Ok(()));
+        assert_eq!(q.push(2, 10), Ok(()));
+        assert_eq!(q.push(3, 10), Err(PushError::Full));
+    }
+
+    #[test]
+    fn refuses_past_the_byte_limit_but_takes_one_big_frame_when_empty() {
+        let q = queue(10, 100);
+        assert_eq!(
+            q.push(1, 500),
+            Ok(()),
+            "an empty queue takes a frame of any size"
+        );
+        assert_eq!(q.push(2, 1), Err(PushError::Full));
+        let q = queue(10, 100);
+        assert_eq!(q.push(1, 60), Ok(()));
+        assert_eq!(q.push(2, 41), Err(PushError::Full));
+        assert_eq!(q.push(3, 40), Ok(()));
+    }
+
+    #[tokio::test]
+    async fn pops_in_order_in_batches_and_frees_room() {
+        let q = queue(3, 1000);
+        for i in 0..3 {
+            q.push(i, 10).unwrap();
+        }
+        let mut out = Vec::new();
+        assert!(q.pop_batch(&mut out, 2).await);
+        assert_eq!(out, [0, 1]);
+        q.push(3, 10).unwrap();
+        q.push(4, 10).unwrap();
+        out.clear();
+        assert!(q.pop_batch(&mut out, 10).await);
+        assert_eq!(out, [2, 3, 4]);
+    }
+
+    #[tokio::test]
+    async fn close_lets_the_consumer_drain_then_stop() {
+        let q = queue(10, 1000);
+        q.push(7, 1).unwrap();
+        assert_eq!(q.close(), 1);
+        assert_eq!(q.push(8, 1), Err(PushError::Closed));
+        let mut out = Vec::new();
+        assert!(q.pop_batch(&mut out, 10).await);
+        assert_eq!(out, [7]);
+        assert!(!q.pop_batch(&mut out, 10).await);
+    }
+
+    #[tokio::test]
+    async fn a_waiting_consumer_wakes_on_push_and_on_close() {
+        let q = std::sync::Arc::new(queue(10, 1000));
+        let consumer = tokio::spawn({
+            let q = q.clone();
+            async move {
+                let mut out = Vec::new();
+                let first = q.pop_batch(&mut out, 10).await;
+                let second = q.pop_batch(&mut out, 10).await;
+                (first, second, out)
+            }
+        });
+        tokio::task::yield_now().await;
+        q.push(1, 1).unwrap();
+        tokio::task::yield_now().await;
+        assert_eq!(q.close_and_clear(), 0);
+        let (first, second, out) = tokio::time::timeout(Duration::from_secs(5), consumer)
+            .await
+            .expect("consumer finished")
+            .unwrap();
+        assert!(first);
+        assert!(!second);
+        assert_eq!(out, [1]);
+    }
+}

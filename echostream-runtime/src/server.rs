@@ -1,0 +1,243 @@
+//! [`Server`]: an endpoint that accepts connections, one [`Session`] each.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use quinn::{Endpoint, ServerConfig};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+use crate::context::Context;
+use crate::endpoint::{self, Parts, Shared, Side, endpoint_builder_methods};
+use crate::error::Error;
+use crate::proto::v1::ErrorCode;
+use crate::protocol::{self, ALPN};
+use crate::sessions::Sessions;
+use crate::tls::{Fingerprint, ServerTls};
+
+/// How long a shutdown waits, after closing the connections, for the close to reach the peers.
+const CLOSE_LINGER: Duration = Duration::from_secs(1);
+
+/// A running server: accepts connections, serves the handlers of its router on each, and exposes
+/// its live sessions. Cheap to clone.
+///
+/// It runs until [`Server::shutdown`] or until the last handle is dropped, which closes every
+/// connection at once with `SHUTDOWN`.
+#[derive(Clone)]
+pub struct Server {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    endpoint: Endpoint,
+    shared: Arc<Shared>,
+    local_addr: SocketAddr,
+    fingerprint: Fingerprint,
+    stop: watch::Sender<bool>,
+    accept: Mutex<Option<JoinHandle<()>>>,
+}
+
+/// Configures and starts a [`Server`].
+#[must_use]
+pub struct ServerBuilder {
+    parts: Parts,
+    tls: Option<ServerTls>,
+}
+
+endpoint_builder_methods!(ServerBuilder);
+
+impl ServerBuilder {
+    /// The server's certificate and how clients are verified (mandatory).
+    pub fn tls(mut self, tls: ServerTls) -> ServerBuilder {
+        self.tls = Some(tls);
+        self
+    }
+
+    /// Binds the UDP socket, runs the context's start hooks and the plugins' `on_server_start`,
+    /// and starts accepting connections.
+    pub async fn bind(
+        self,
+        addr: impl tokio::net::ToSocketAddrs + fmt::Display,
+    ) -> Result<Server, Error> {
+        let tls = self.tls.ok_or(Error::NoTls)?;
+        let addr = resolve(&addr).await?;
+        let mut server_config = ServerConfig::with_crypto(tls.quic_config(&[ALPN])?);
+        server_config.transport_config(self.parts.config.transport());
+        let endpoint =
+            Endpoint::server(server_config, addr).map_err(|source| Error::Bind { addr, source })?;
+        let local_addr = endpoint
+            .local_addr()
+            .map_err(|source| Error::Bind { addr, source })?;
+        let shared = self.parts.into_shared(Side::Server);
+        if let Err(error) = endpoint::start(&shared).await {
+            endpoint.close(protocol::close_code(ErrorCode::Shutdown), b"start failed");
+            return Err(error);
+        }
+        let (stop, stopped) = watch::channel(false);
+        let accept = tokio::spawn(accept(endpoint.clone(), shared.clone(), stopped));
+        tracing::info!(%local_addr, fingerprint = %tls.fingerprint(), "server listening");
+        Ok(Server {
+            inner: Arc::new(Inner {
+                endpoint,
+                shared,
+                local_addr,
+                fingerprint: tls.fingerprint(),
+                stop,
+                accept: Mutex::new(Some(accept)),
+            }),
+        })
+    }
+}
+
+impl Server {
+    /// A builder with the default configuration and an empty router.
+    pub fn builder() -> ServerBuilder {
+        ServerBuilder {
+            parts: Parts::default(),
+            tls: None,
+        }
+    }
+
+    /// The address the server listens on (with the actual port when bound to port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.inner.local_addr
+    }
+
+    /// The fingerprint of the server's certificate, for clients to pin.
+    pub fn fingerprint(&self) -> Fingerprint {
+        self.inner.fingerprint
+    }
+
+    /// The live sessions, for lookups, iteration and broadcasts.
+    pub fn sessions(&self) -> &Sessions {
+        &self.inner.shared.sessions
+    }
+
+    /// The server's context.
+    pub fn context(&self) -> &Context {
+        &self.inner.shared.context
+    }
+
+    /// Shuts down gracefully: stops accepting connections, sends every session a go-away (its
+    /// peer makes no new calls; new calls that still arrive are answered `UNAVAILABLE`), waits
+    /// up to `grace` for the calls being served to finish, then closes every connection with
+    /// `SHUTDOWN` and runs the context's stop hooks. Calling it again does nothing more.
+    pub async fn shutdown(&self, grace: Duration) {
+        if self.inner.stop.send_replace(true) {
+            return;
+        }
+        let deadline = Instant::now() + grace;
+        self.inner.endpoint.set_server_config(None);
+        let accept = self
+            .inner
+            .accept
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some(accept) = accept {
+            let _ = accept.await;
+        }
+        let sessions = self.sessions().list();
+        tracing::info!(sessions = sessions.len(), ?grace, "server shutting down");
+        for session in &sessions {
+            session.go_away("server shutting down");
+        }
+        for session in &sessions {
+            if tokio::time::timeout_at(deadline, session.drained())
+                .await
+                .is_err()
+            {
+                tracing::warn!(
+                    session = session.id(),
+                    calls = session.calls_in_flight(),
+                    "grace period over; cancelling the calls still in flight"
+                );
+                break;
+            }
+        }
+        let code = protocol::close_code(ErrorCode::Shutdown);
+        for session in &sessions {
+            session.close_with(code, "server shut down");
+        }
+        self.inner.endpoint.close(code, b"server shut down");
+        for session in &sessions {
+            let _ = tokio::time::timeout(CLOSE_LINGER, session.closed()).await;
+        }
+        let _ = tokio::time::timeout(CLOSE_LINGER, self.inner.endpoint.wait_idle()).await;
+        if let Err(error) = self.inner.shared.context.stop().await {
+            tracing::warn!(%error, "a stop hook failed");
+        }
+        tracing::info!("server shut down");
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        if !self.stop.send_replace(true) {
+            self.endpoint
+                .close(protocol::close_code(ErrorCode::Shutdown), b"server dropped");
+        }
+        if let Some(accept) = self
+            .accept
+            .get_mut()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+        {
+            accept.abort();
+        }
+    }
+}
+
+impl fmt::Debug for Server {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Server")
+            .field("local_addr", &self.inner.local_addr)
+            .field("sessions", &self.sessions().len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Resolves `addr` to its first socket address.
+pub(crate) async fn resolve(
+    addr: &(impl tokio::net::ToSocketAddrs + fmt::Display),
+) -> Result<SocketAddr, Error> {
+    let resolve_error = |source| Error::Resolve {
+        addr: addr.to_string(),
+        source,
+    };
+    let mut addrs = tokio::net::lookup_host(addr).await.map_err(resolve_error)?;
+    addrs.next().ok_or_else(|| {
+        resolve_error(std::io::Error::new(
+            std::io::ErrorKind::NotFound,
+            "no address",
+        ))
+    })
+}
+
+/// Accepts connections until told to stop; each becomes a session in its own task.
+async fn accept(endpoint: Endpoint, shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
+    loop {
+        let incoming = tokio::select! {
+            incoming = endpoint.accept() => incoming,
+            _ = stop.wait_for(|stop| *stop) => return,
+        };
+        let Some(incoming) = incoming else { return };
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            let remote = incoming.remote_address();
+            let result = match incoming.await {
+                Ok(conn) => endpoint::establish(conn, shared.clone()).await,
+                Err(error) => Err(Error::from_connection(error)),
+            };
+            if let Err(error) = result {
+                tracing::warn!(%remote, %error, "connection refused");
+                crate::plugin::notify(&shared.plugins, "on_connection_refused", |p| {
+                    p.on_connection_refused(remote, &error)
+                });
+            }
+        });
+    }
+}

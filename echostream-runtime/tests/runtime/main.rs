@@ -1,0 +1,14 @@
+//! The runtime over real QUIC on loopback: every feature in both directions, limits, lifecycle,
+//! protocol violations by raw peers, and TLS trust as sessions see it.
+//!
+//! One test binary (so quinn and rustls link once), one module per area.
+
+mod common;
+mod events;
+mod lifecycle;
+mod limits;
+mod middleware;
+mod protocol;
+mod rpc;
+mod streams;
+mod tls;

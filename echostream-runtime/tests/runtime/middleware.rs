@@ -1,0 +1,330 @@
+//! Middleware in both directions: pass (and change), drop, fail, and their order.
+
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use echostream_runtime::{
+    CallContext, Client, Code, Frame, Middleware, Payload, Router, Server, Session, Status,
+};
+
+use crate::common::{eventually, pair, within};
+
+/// Server-side authentication: requests must carry `token: secret`; the middleware replaces it
+/// with the user's name, which handlers read from the call context.
+struct Auth;
+
+#[async_trait]
+impl Middleware for Auth {
+    async fn on_frame_inbound(
+        &self,
+        _: &Session,
+        mut frame: Frame,
+    ) -> Result<Option<Frame>, Status> {
+        if !matches!(frame.payload, Some(Payload::Request(_))) {
+            return Ok(Some(frame));
+        }
+        match frame.metadata.remove("token").as_deref() {
+            Some("secret") => {
+                frame.metadata.insert("user".into(), "ann".into());
+                Ok(Some(frame))
+            }
+            Some(_) => Err(Status::permission_denied("bad token")),
+            None => Err(Status::unauthenticated("no token")),
+        }
+    }
+}
+
+/// Client-side: adds the token to every outbound request.
+struct Token(&'static str);
+
+#[async_trait]
+impl Middleware for Token {
+    async fn on_frame_outbound(
+        &self,
+        _: &Session,
+        mut frame: Frame,
+    ) -> Result<Option<Frame>, Status> {
+        if matches!(frame.payload, Some(Payload::Request(_))) {
+            frame.metadata.insert("token".into(), self.0.into());
+        }
+        Ok(Some(frame))
+    }
+}
+
+/// Drops or fails frames whose RPC, event or stream name starts with "drop" / "fail", inbound
+/// or outbound as configured.
+struct Filter {
+    inbound: bool,
+}
+
+fn name(frame: &Frame) -> &str {
+    match &frame.payload {
+        Some(Payload::Request(r)) => &r.name,
+        Some(Payload::Event(e)) => &e.name,
+        Some(Payload::StreamOpen(o)) => &o.name,
+        _ => "",
+    }
+}
+
+impl Filter {
+    fn apply(&self, frame: Frame) -> Result<Option<Frame>, Status> {
+        let name = name(&frame);
+        if name.starts_with("drop") {
+            Ok(None)
+        } else if name.starts_with("fail") {
+            Err(Status::permission_denied(format!("{name} filtered")))
+        } else {
+            Ok(Some(frame))
+        }
+    }
+}
+
+#[async_trait]
+impl Middleware for Filter {
+    async fn on_frame_inbound(&self, _: &Session, frame: Frame) -> Result<Option<Frame>, Status> {
+        if self.inbound {
+            self.apply(frame)
+        } else {
+            Ok(Some(frame))
+        }
+    }
+
+    async fn on_frame_outbound(&self, _: &Session, frame: Frame) -> Result<Option<Frame>, Status> {
+        if self.inbound {
+            Ok(Some(frame))
+        } else {
+            self.apply(frame)
+        }
+    }
+}
+
+fn whoami(router: &mut Router) {
+    router.rpc("whoami", |_, _| async move {
+        let ctx = CallContext::current().unwrap();
+        Ok(Bytes::from(
+            ctx.metadata().get("user").cloned().unwrap_or_default(),
+        ))
+    });
+}
+
+#[tokio::test]
+async fn auth_middleware_passes_changes_and_fails_requests() {
+    let p = pair(
+        Server::builder().middleware(Auth).routes(whoami),
+        Client::builder(),
+    )
+    .await;
+    let err = within(p.to_server.request("whoami", Bytes::new()))
+        .await
+        .unwrap_err();
+    assert_eq!(err, Status::unauthenticated("no token"));
+    assert_eq!(p.to_client.stats().middleware_dropped, 1);
+
+    let with_token = pair(
+        Server::builder().middleware(Auth).routes(whoami),
+        Client::builder().middleware(Token("secret")),
+    )
+    .await;
+    let user = within(with_token.to_server.request("whoami", Bytes::new())).await;
+    assert_eq!(user.unwrap(), "ann");
+
+    let wrong = pair(
+        Server::builder().middleware(Auth).routes(whoami),
+        Client::builder().middleware(Token("guess")),
+    )
+    .await;
+    let err = within(wrong.to_server.request("whoami", Bytes::new()))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::PermissionDenied);
+}
+
+/// Handlers for every name the filter tests use; events and streams are recorded in `log`.
+fn sinks(router: &mut Router, log: Arc<Mutex<Vec<String>>>) {
+    for name in ["drop.rpc", "fail.rpc", "pass.rpc"] {
+        router.rpc(name, |_, _| async move { Ok(Bytes::from_static(b"ran")) });
+    }
+    for name in ["drop.ev", "fail.ev", "pass.ev"] {
+        let log = log.clone();
+        router.event(name, move |_, e| {
+            let log = log.clone();
+            async move { log.lock().unwrap().push(e.name) }
+        });
+    }
+    for name in ["drop.st", "fail.st", "pass.st"] {
+        let log = log.clone();
+        router.stream(name, move |_, info, _| {
+            let log = log.clone();
+            async move { log.lock().unwrap().push(info.name().to_owned()) }
+        });
+    }
+}
+
+async fn filter_cases(
+    caller: &Session,
+    callee: &Session,
+    log: &Arc<Mutex<Vec<String>>>,
+    inbound: bool,
+) {
+    let ok = within(caller.request("pass.rpc", Bytes::new()))
+        .await
+        .unwrap();
+    assert_eq!(ok, "ran");
+    let dropped = within(caller.request("drop.rpc", Bytes::new()))
+        .await
+        .unwrap_err();
+    assert_eq!(dropped.code(), Code::Cancelled, "{dropped}");
+    let failed = within(caller.request("fail.rpc", Bytes::new()))
+        .await
+        .unwrap_err();
+    assert_eq!(failed, Status::permission_denied("fail.rpc filtered"));
+
+    within(caller.emit("drop.ev", Bytes::new())).await.unwrap();
+    let failed = within(caller.emit("fail.ev", Bytes::new())).await;
+    if inbound {
+        assert!(
+            failed.is_ok(),
+            "inbound failures are not reported to the sender"
+        );
+    } else {
+        assert_eq!(failed.unwrap_err().code(), Code::PermissionDenied);
+    }
+    within(caller.emit("pass.ev", Bytes::new())).await.unwrap();
+
+    let opened = within(caller.open_stream("fail.st", Default::default())).await;
+    if inbound {
+        within(opened.unwrap().send(Bytes::new())).await.unwrap();
+    } else {
+        assert_eq!(opened.unwrap_err().code(), Code::PermissionDenied);
+    }
+    let pass = within(caller.open_stream("pass.st", Default::default()))
+        .await
+        .unwrap();
+    within(pass.send(Bytes::new())).await.unwrap();
+
+    eventually("the passing event and stream frame arrive", || {
+        log.lock().unwrap().len() == 2
+    })
+    .await;
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    let mut seen = log.lock().unwrap().clone();
+    seen.sort();
+    assert_eq!(seen, ["pass.ev", "pass.st"]);
+    let counted = if inbound {
+        callee.stats()
+    } else {
+        caller.stats()
+    };
+    assert!(counted.middleware_dropped >= 4, "{counted:?}");
+    if inbound {
+        assert_eq!(callee.stats().streams_refused, 1);
+    }
+}
+
+#[tokio::test]
+async fn inbound_middleware_drops_and_fails_both_ways() {
+    let server_log = Arc::new(Mutex::new(Vec::new()));
+    let client_log = Arc::new(Mutex::new(Vec::new()));
+    let (s, c) = (server_log.clone(), client_log.clone());
+    let p = pair(
+        Server::builder()
+            .middleware(Filter { inbound: true })
+            .routes(move |r| sinks(r, s)),
+        Client::builder()
+            .middleware(Filter { inbound: true })
+            .routes(move |r| sinks(r, c)),
+    )
+    .await;
+    filter_cases(&p.to_server, &p.to_client, &server_log, true).await;
+    filter_cases(&p.to_client, &p.to_server, &client_log, true).await;
+}
+
+#[tokio::test]
+async fn outbound_middleware_drops_and_fails_both_ways() {
+    let server_log = Arc::new(Mutex::new(Vec::new()));
+    let client_log = Arc::new(Mutex::new(Vec::new()));
+    let (s, c) = (server_log.clone(), client_log.clone());
+    let p = pair(
+        Server::builder()
+            .middleware(Filter { inbound: false })
+            .routes(move |r| sinks(r, s)),
+        Client::builder()
+            .middleware(Filter { inbound: false })
+            .routes(move |r| sinks(r, c)),
+    )
+    .await;
+    filter_cases(&p.to_server, &p.to_client, &server_log, false).await;
+    filter_cases(&p.to_client, &p.to_server, &client_log, false).await;
+}
+
+/// Appends its tag to a log on every request and response it sees.
+struct Tag(&'static str, Arc<Mutex<Vec<String>>>);
+
+#[async_trait]
+impl Middleware for Tag {
+    async fn on_frame_inbound(&self, _: &Session, frame: Frame) -> Result<Option<Frame>, Status> {
+        self.1.lock().unwrap().push(format!("in {}", self.0));
+        Ok(Some(frame))
+    }
+
+    async fn on_frame_outbound(&self, _: &Session, frame: Frame) -> Result<Option<Frame>, Status> {
+        self.1.lock().unwrap().push(format!("out {}", self.0));
+        Ok(Some(frame))
+    }
+}
+
+#[tokio::test]
+async fn layers_run_inbound_in_order_and_outbound_in_reverse() {
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let p = pair(
+        Server::builder()
+            .middleware(Tag("first", log.clone()))
+            .middleware(Tag("second", log.clone()))
+            .routes(|r| {
+                r.rpc("echo", |_, req| async move { Ok(req.data) });
+            }),
+        Client::builder(),
+    )
+    .await;
+    within(p.to_server.request("echo", Bytes::new()))
+        .await
+        .unwrap();
+    assert_eq!(
+        *log.lock().unwrap(),
+        ["in first", "in second", "out second", "out first"]
+    );
+}
+
+/// Panics on every request named "boom".
+struct Faulty;
+
+#[async_trait]
+impl Middleware for Faulty {
+    async fn on_frame_inbound(&self, _: &Session, frame: Frame) -> Result<Option<Frame>, Status> {
+        if name(&frame) == "boom" {
+            panic!("middleware bug");
+        }
+        Ok(Some(frame))
+    }
+}
+
+#[tokio::test]
+async fn a_panicking_middleware_fails_its_frame_and_nothing_else() {
+    let p = pair(
+        Server::builder()
+            .middleware(Faulty)
+            .routes(|r: &mut Router| {
+                r.rpc("boom", |_, _| async move { Ok(Bytes::new()) });
+                r.rpc("echo", |_, req| async move { Ok(req.data) });
+            }),
+        Client::builder(),
+    )
+    .await;
+    let err = within(p.to_server.request("boom", Bytes::new()))
+        .await
+        .unwrap_err();
+    assert_eq!(err, Status::internal("middleware panicked"));
+    let ok = within(p.to_server.request("echo", Bytes::from_static(b"ok"))).await;
+    assert_eq!(ok.unwrap(), "ok");
+}

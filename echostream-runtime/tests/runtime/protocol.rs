@@ -1,0 +1,337 @@
+//! The wire protocol against raw quinn peers: a peer written from `docs/protocol.md` alone
+//! interoperates; other versions are refused on both sides; protocol violations close only the
+//! offending connection, with the documented error code.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use echostream_runtime::proto::v1::{ErrorCode, Frame, Hello, RpcRequest, frame::Payload};
+use echostream_runtime::tls::{ClientTls, ServerTls};
+use echostream_runtime::{Client, Config, Error, Plugin, Server, Session};
+use prost::Message;
+use quinn::ConnectionError;
+
+use crate::common::{connect, eventually, server_tls, within};
+
+/// Records why incoming connections were refused.
+#[derive(Clone, Default)]
+struct Refusals(Arc<Mutex<Vec<String>>>);
+
+impl Plugin for Refusals {
+    fn on_connection_refused(&self, _: SocketAddr, error: &Error) {
+        let kind = match error {
+            Error::VersionMismatch { .. } => "version mismatch",
+            Error::HandshakeTimeout(_) => "handshake timeout",
+            Error::Protocol(_) => "protocol error",
+            _ => "other",
+        };
+        self.0.lock().unwrap().push(format!("{kind}: {error}"));
+    }
+}
+
+async fn echo_server(plugin: Refusals, config: Config) -> Server {
+    within(
+        Server::builder()
+            .tls(server_tls())
+            .config(config)
+            .plugin(plugin)
+            .routes(|r| {
+                r.rpc("echo", |_, req| async move { Ok(req.data) });
+            })
+            .bind("127.0.0.1:0"),
+    )
+    .await
+    .unwrap()
+}
+
+/// A raw quinn connection to `server` offering ALPN `alpn`.
+async fn raw_connect(server: &Server, alpn: &[u8]) -> Result<quinn::Connection, ConnectionError> {
+    let tls = ClientTls::pinned(server.fingerprint());
+    let config = quinn::ClientConfig::new(tls.quic_config(&[alpn]).unwrap());
+    let endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
+    within(
+        endpoint
+            .connect_with(config, server.local_addr(), "localhost")
+            .unwrap(),
+    )
+    .await
+}
+
+/// `frame` length-prefixed, as on the wire.
+fn wire(frame: &Frame) -> Vec<u8> {
+    frame.encode_length_delimited_to_vec()
+}
+
+fn hello(version: u32) -> Frame {
+    Frame {
+        metadata: Default::default(),
+        payload: Some(Payload::Hello(Hello {
+            version,
+            agent: "raw-test-peer".into(),
+            max_frame_size: 0,
+            max_concurrent_calls: 0,
+        })),
+    }
+}
+
+/// Opens the control stream and sends a hello of `version`; returns the stream (kept open).
+async fn send_hello(conn: &quinn::Connection, version: u32) -> quinn::SendStream {
+    let mut control = within(conn.open_uni()).await.unwrap();
+    let mut bytes = vec![0u8];
+    bytes.extend(wire(&hello(version)));
+    within(control.write_all(&bytes)).await.unwrap();
+    control
+}
+
+/// The application close code a connection ended with.
+async fn close_code(conn: &quinn::Connection) -> (u64, String) {
+    match within(conn.closed()).await {
+        ConnectionError::ApplicationClosed(close) => (
+            close.error_code.into_inner(),
+            String::from_utf8_lossy(&close.reason).into_owned(),
+        ),
+        other => panic!("expected an application close, got {other}"),
+    }
+}
+
+#[tokio::test]
+async fn a_peer_written_from_the_spec_can_call() {
+    let server = echo_server(Refusals::default(), Config::new()).await;
+    let conn = raw_connect(&server, b"echostream/1").await.unwrap();
+    let _control = send_hello(&conn, 1).await;
+    let mut peer_control = within(conn.accept_uni()).await.unwrap();
+    let mut first = [0u8; 1];
+    within(peer_control.read_exact(&mut first)).await.unwrap();
+    assert_eq!(
+        first,
+        [0],
+        "the server's first uni-stream is its control stream"
+    );
+
+    let (mut send, mut recv) = within(conn.open_bi()).await.unwrap();
+    let request = Frame {
+        metadata: Default::default(),
+        payload: Some(Payload::Request(RpcRequest {
+            id: 42,
+            name: "echo".into(),
+            timeout_us: 1_000_000,
+            idempotent: false,
+            data: Bytes::from_static(b"from python"),
+        })),
+    };
+    within(send.write_all(&wire(&request))).await.unwrap();
+    send.finish().unwrap();
+    let answer = within(recv.read_to_end(1 << 20)).await.unwrap();
+    let frame = Frame::decode_length_delimited(&answer[..]).unwrap();
+    let Some(Payload::Response(response)) = frame.payload else {
+        panic!("not a response: {frame:?}")
+    };
+    assert_eq!((response.id, response.code), (42, 0));
+    assert_eq!(response.data, "from python");
+}
+
+#[tokio::test]
+async fn another_alpn_is_refused_on_both_sides() {
+    // A raw client offering only version 2 against our server.
+    let refusals = Refusals::default();
+    let server = echo_server(refusals.clone(), Config::new()).await;
+    let err = raw_connect(&server, b"echostream/2").await.unwrap_err();
+    match &err {
+        ConnectionError::ConnectionClosed(close) => {
+            assert_eq!(
+                u64::from(close.error_code),
+                0x100 + 120,
+                "no_application_protocol: {err}"
+            );
+        }
+        other => panic!("expected a TLS alert, got {other}"),
+    }
+    eventually("the server reports the refusal", || {
+        !refusals.0.lock().unwrap().is_empty()
+    })
+    .await;
+    let seen = refusals.0.lock().unwrap()[0].clone();
+    assert!(
+        seen.starts_with("version mismatch: protocol version mismatch: we speak echostream/1"),
+        "{seen}"
+    );
+
+    // Our client against a raw server speaking only version 2.
+    let tls = ServerTls::self_signed(["localhost"]).unwrap();
+    let config = quinn::ServerConfig::with_crypto(tls.quic_config(&[b"echostream/2"]).unwrap());
+    let raw = quinn::Endpoint::server(config, "127.0.0.1:0".parse().unwrap()).unwrap();
+    let addr = raw.local_addr().unwrap();
+    let accepted = tokio::spawn(async move { raw.accept().await.unwrap().await.map(|_| ()) });
+    let err = within(
+        Client::builder()
+            .tls(ClientTls::pinned(tls.fingerprint()))
+            .connect(addr, "localhost"),
+    )
+    .await
+    .unwrap_err();
+    assert!(matches!(err, Error::VersionMismatch { .. }), "{err}");
+    assert!(err.to_string().contains("echostream/1"), "{err}");
+    let server_side = within(accepted).await.unwrap().unwrap_err();
+    match server_side {
+        ConnectionError::TransportError(e) => {
+            assert_eq!(
+                u64::from(e.code),
+                0x100 + 120,
+                "no_application_protocol: {e}"
+            );
+        }
+        other => panic!("expected a TLS alert on the raw server, got {other}"),
+    }
+}
+
+#[tokio::test]
+async fn another_hello_version_is_refused_on_both_sides() {
+    // A raw client that negotiated our ALPN but says version 2 in its hello.
+    let refusals = Refusals::default();
+    let server = echo_server(refusals.clone(), Config::new()).await;
+    let conn = raw_connect(&server, b"echostream/1").await.unwrap();
+    let _control = send_hello(&conn, 2).await;
+    let (code, reason) = close_code(&conn).await;
+    assert_eq!(code, ErrorCode::VersionMismatch as u64);
+    assert!(reason.contains("version 2"), "{reason}");
+    eventually("the server reports the refusal", || {
+        !refusals.0.lock().unwrap().is_empty()
+    })
+    .await;
+    assert!(refusals.0.lock().unwrap()[0].starts_with("version mismatch"));
+
+    // Our client against a raw server whose hello says version 2.
+    let tls = ServerTls::self_signed(["localhost"]).unwrap();
+    let config = quinn::ServerConfig::with_crypto(tls.quic_config(&[b"echostream/1"]).unwrap());
+    let raw = quinn::Endpoint::server(config, "127.0.0.1:0".parse().unwrap()).unwrap();
+    let addr = raw.local_addr().unwrap();
+    let raw_side = tokio::spawn(async move {
+        let conn = raw.accept().await.unwrap().await.unwrap();
+        let _control = send_hello(&conn, 2).await;
+        close_code(&conn).await
+    });
+    let err = within(
+        Client::builder()
+            .tls(ClientTls::pinned(tls.fingerprint()))
+            .connect(addr, "localhost"),
+    )
+    .await
+    .unwrap_err();
+    assert!(matches!(err, Error::VersionMismatch { .. }), "{err}");
+    let (code, _) = within(raw_side).await.unwrap();
+    assert_eq!(code, ErrorCode::VersionMismatch as u64);
+}
+
+/// Connects a raw peer that completes the handshake, then runs `misbehave` on it; returns the
+/// close code it got. A well-behaved session on the same server must keep working.
+async fn violation(misbehave: impl AsyncFnOnce(&quinn::Connection)) -> u64 {
+    let server = echo_server(Refusals::default(), Config::new()).await;
+    let good: Session = connect(&server, Client::builder()).await;
+    let conn = raw_connect(&server, b"echostream/1").await.unwrap();
+    let _control = send_hello(&conn, 1).await;
+    eventually("the raw session is up", || server.sessions().len() == 2).await;
+    misbehave(&conn).await;
+    let (code, _) = close_code(&conn).await;
+    let answer = within(good.request("echo", Bytes::from_static(b"fine"))).await;
+    assert_eq!(answer.unwrap(), "fine", "other sessions are unaffected");
+    eventually("the bad session is gone", || server.sessions().len() == 1).await;
+    code
+}
+
+#[tokio::test]
+async fn an_undecodable_request_closes_only_that_connection() {
+    let code = violation(async |conn| {
+        let (mut send, _recv) = within(conn.open_bi()).await.unwrap();
+        within(send.write_all(&[3, 0xff, 0xff, 0xff]))
+            .await
+            .unwrap();
+        send.finish().unwrap();
+    })
+    .await;
+    assert_eq!(code, ErrorCode::ProtocolError as u64);
+}
+
+#[tokio::test]
+async fn a_frame_over_the_limit_closes_with_frame_too_large() {
+    let code = violation(async |conn| {
+        let (mut send, _recv) = within(conn.open_bi()).await.unwrap();
+        // A length prefix of 1 GiB.
+        within(send.write_all(&[0x80, 0x80, 0x80, 0x80, 0x04]))
+            .await
+            .unwrap();
+    })
+    .await;
+    assert_eq!(code, ErrorCode::FrameTooLarge as u64);
+}
+
+#[tokio::test]
+async fn a_wrong_frame_kind_or_stream_type_is_a_protocol_error() {
+    let code = violation(async |conn| {
+        let (mut send, _recv) = within(conn.open_bi()).await.unwrap();
+        within(send.write_all(&wire(&hello(1)))).await.unwrap();
+        send.finish().unwrap();
+    })
+    .await;
+    assert_eq!(code, ErrorCode::ProtocolError as u64);
+    let code = violation(async |conn| {
+        let mut send = within(conn.open_uni()).await.unwrap();
+        within(send.write_all(&[9])).await.unwrap();
+    })
+    .await;
+    assert_eq!(code, ErrorCode::ProtocolError as u64);
+}
+
+#[tokio::test]
+async fn a_peer_without_hello_is_closed_after_the_handshake_timeout() {
+    let refusals = Refusals::default();
+    let server = echo_server(
+        refusals.clone(),
+        Config::new().handshake_timeout(Duration::from_millis(200)),
+    )
+    .await;
+    let conn = raw_connect(&server, b"echostream/1").await.unwrap();
+    let (code, _) = close_code(&conn).await;
+    assert_eq!(code, ErrorCode::HandshakeTimeout as u64);
+    eventually("the server reports it", || {
+        !refusals.0.lock().unwrap().is_empty()
+    })
+    .await;
+    assert!(refusals.0.lock().unwrap()[0].starts_with("handshake timeout"));
+}
+
+#[tokio::test]
+async fn a_stream_of_an_unsupported_delivery_is_refused() {
+    use echostream_runtime::proto::v1::{Delivery, StreamOpen};
+    let server = within(
+        Server::builder()
+            .tls(server_tls())
+            .routes(|r| {
+                r.stream("video", |_, _, _| async {});
+            })
+            .bind("127.0.0.1:0"),
+    )
+    .await
+    .unwrap();
+    let conn = raw_connect(&server, b"echostream/1").await.unwrap();
+    let _control = send_hello(&conn, 1).await;
+    let mut stream = within(conn.open_uni()).await.unwrap();
+    let open = Frame {
+        metadata: Default::default(),
+        payload: Some(Payload::StreamOpen(StreamOpen {
+            stream_id: 1,
+            name: "video".into(),
+            delivery: Delivery::Datagram as i32,
+            max_frame_bytes: 0,
+        })),
+    };
+    let mut bytes = vec![2u8];
+    bytes.extend(wire(&open));
+    within(stream.write_all(&bytes)).await.unwrap();
+    let code = within(stream.stopped()).await.unwrap();
+    assert_eq!(code, Some(quinn::VarInt::from_u32(3)), "INVALID_ARGUMENT");
+    let session = server.sessions().list().pop().unwrap();
+    assert_eq!(session.stats().streams_refused, 1);
+    assert!(!session.is_closed());
+}

@@ -1,0 +1,207 @@
+//! Named real-time streams in both directions: routing by name, order, sequence numbers, open
+//! metadata, ends, refusals, limits and aborts.
+
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use echostream_runtime::{
+    Client, Code, Router, Server, Session, StreamEnd, StreamFrame, StreamHandler, StreamInfo,
+    StreamOptions,
+};
+
+use crate::common::{eventually, pair, within};
+
+/// Everything a stream handler saw, as text.
+type Log = Arc<Mutex<Vec<String>>>;
+
+struct Recorder {
+    log: Log,
+}
+
+#[async_trait]
+impl StreamHandler for Recorder {
+    fn name(&self) -> &str {
+        "video"
+    }
+
+    async fn on_open(&self, _: &Session, stream: &StreamInfo) {
+        let codec = stream.metadata().get("codec").cloned().unwrap_or_default();
+        self.log.lock().unwrap().push(format!(
+            "open {} {} {} {}",
+            stream.id(),
+            stream.name(),
+            stream.max_frame_bytes(),
+            codec
+        ));
+    }
+
+    async fn handle(&self, _: &Session, stream: &StreamInfo, frame: StreamFrame) {
+        assert_eq!(frame.stream_id, stream.id());
+        assert!(frame.timestamp > 0);
+        self.log.lock().unwrap().push(format!(
+            "frame {} {}",
+            frame.seq,
+            String::from_utf8_lossy(&frame.data)
+        ));
+    }
+
+    async fn on_end(&self, _: &Session, _: &StreamInfo, end: StreamEnd) {
+        self.log.lock().unwrap().push(format!("end {end:?}"));
+    }
+}
+
+async fn recording_pair() -> (crate::common::Pair, Log, Log) {
+    let server_log = Log::default();
+    let client_log = Log::default();
+    let (s, c) = (server_log.clone(), client_log.clone());
+    let p = pair(
+        Server::builder().routes(move |r: &mut Router| {
+            r.add_stream(Recorder { log: s });
+        }),
+        Client::builder().routes(move |r: &mut Router| {
+            r.add_stream(Recorder { log: c });
+        }),
+    )
+    .await;
+    (p, server_log, client_log)
+}
+
+fn senders(
+    p: &crate::common::Pair,
+    server_log: &Log,
+    client_log: &Log,
+) -> [(Session, Session, Log); 2] {
+    [
+        (p.to_server.clone(), p.to_client.clone(), server_log.clone()),
+        (p.to_client.clone(), p.to_server.clone(), client_log.clone()),
+    ]
+}
+
+#[tokio::test]
+async fn a_named_stream_delivers_in_order_then_ends_both_ways() {
+    let (p, server_log, client_log) = recording_pair().await;
+    for (sender, receiver, log) in senders(&p, &server_log, &client_log) {
+        let options = StreamOptions::new()
+            .max_frame_bytes(1000)
+            .metadata("codec", "h264");
+        let stream = within(sender.open_stream("video", options)).await.unwrap();
+        for i in 0..100 {
+            within(stream.send(Bytes::from(format!("f{i}"))))
+                .await
+                .unwrap();
+            if i % 10 == 0 {
+                tokio::task::yield_now().await;
+            }
+        }
+        stream.finish();
+        eventually("the stream ends", || {
+            log.lock()
+                .unwrap()
+                .last()
+                .is_some_and(|l| l.starts_with("end"))
+        })
+        .await;
+        let mut expected = vec![format!("open {} video 1000 h264", stream.id())];
+        expected.extend((0..100).map(|i| format!("frame {i} f{i}")));
+        expected.push("end Finished".into());
+        assert_eq!(*log.lock().unwrap(), expected);
+        assert_eq!(stream.stats().sent, 100);
+        assert_eq!(receiver.stats().stream_frames_received, 100);
+        let err = within(stream.send(Bytes::new())).await.unwrap_err();
+        assert_eq!(err.code(), Code::Cancelled);
+    }
+}
+
+#[tokio::test]
+async fn write_stream_finds_open_streams_by_id() {
+    let (p, server_log, _) = recording_pair().await;
+    let stream = within(p.to_server.open_stream("video", StreamOptions::new()))
+        .await
+        .unwrap();
+    within(
+        p.to_server
+            .write_stream(stream.id(), Bytes::from_static(b"x")),
+    )
+    .await
+    .unwrap();
+    eventually("the frame arrives", || {
+        server_log.lock().unwrap().len() == 2
+    })
+    .await;
+    assert_eq!(server_log.lock().unwrap()[1], "frame 0 x");
+    let err = within(p.to_server.write_stream(999, Bytes::new()))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::NotFound);
+    drop(stream);
+    eventually("dropping the last sender finishes the stream", || {
+        server_log.lock().unwrap().last().map(String::as_str) == Some("end Finished")
+    })
+    .await;
+    let err = within(p.to_server.write_stream(1, Bytes::new()))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::NotFound);
+}
+
+#[tokio::test]
+async fn a_stream_without_handler_is_refused_and_the_sender_learns_it() {
+    let (p, _, _) = recording_pair().await;
+    for (sender, receiver, _) in senders(&p, &Log::default(), &Log::default()) {
+        let stream = within(sender.open_stream("audio", StreamOptions::new()))
+            .await
+            .unwrap();
+        within(stream.send(Bytes::from_static(b"a"))).await.unwrap();
+        eventually("the receiver refuses it", || {
+            receiver.stats().streams_refused == 1
+        })
+        .await;
+        let mut refused = None;
+        for _ in 0..200 {
+            match stream.send(Bytes::from_static(b"b")).await {
+                Err(status) => {
+                    refused = Some(status);
+                    break;
+                }
+                Ok(()) => tokio::time::sleep(std::time::Duration::from_millis(5)).await,
+            }
+        }
+        let status = refused.expect("the sender learns of the refusal");
+        assert_eq!(status.code(), Code::NotFound, "{status}");
+    }
+}
+
+#[tokio::test]
+async fn oversized_frames_are_refused_by_the_sender() {
+    let (p, _, _) = recording_pair().await;
+    let stream = within(
+        p.to_server
+            .open_stream("video", StreamOptions::new().max_frame_bytes(10)),
+    )
+    .await
+    .unwrap();
+    let err = within(stream.send(Bytes::from(vec![0; 11])))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    within(stream.send(Bytes::from(vec![0; 10]))).await.unwrap();
+}
+
+#[tokio::test]
+async fn an_aborted_stream_ends_with_a_reset() {
+    let (p, server_log, _) = recording_pair().await;
+    let stream = within(p.to_server.open_stream("video", StreamOptions::new()))
+        .await
+        .unwrap();
+    within(stream.send(Bytes::from_static(b"x"))).await.unwrap();
+    eventually("the frame arrives", || {
+        server_log.lock().unwrap().len() == 2
+    })
+    .await;
+    stream.abort();
+    eventually("the stream ends", || server_log.lock().unwrap().len() == 3).await;
+    assert_eq!(server_log.lock().unwrap()[2], "end Reset(1)");
+    let err = within(stream.send(Bytes::new())).await.unwrap_err();
+    assert_eq!(err.code(), Code::Cancelled);
+}
