@@ -134,6 +134,30 @@ pub struct Played<T> {
     pub lost_before: u64,
 }
 
+impl<T> Played<T> {
+    /// The same frame with its payload transformed, e.g. bytes decoded into a message.
+    pub fn map<U>(self, f: impl FnOnce(T) -> U) -> Played<U> {
+        Played {
+            payload: f(self.payload),
+            seq: self.seq,
+            timestamp: self.timestamp,
+            playout: self.playout,
+            lost_before: self.lost_before,
+        }
+    }
+
+    /// The same frame with its payload transformed by a fallible function (e.g. decoding).
+    pub fn try_map<U, E>(self, f: impl FnOnce(T) -> Result<U, E>) -> Result<Played<U>, E> {
+        Ok(Played {
+            payload: f(self.payload)?,
+            seq: self.seq,
+            timestamp: self.timestamp,
+            playout: self.playout,
+            lost_before: self.lost_before,
+        })
+    }
+}
+
 /// What [`JitterBuffer::push`] did with a frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Pushed {

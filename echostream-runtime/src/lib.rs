@@ -64,6 +64,7 @@ pub use client::{Client, ClientBuilder};
 pub use config::Config;
 pub use context::Context;
 pub use error::{CloseReason, Error};
+pub use jitter::Played;
 pub use middleware::Middleware;
 pub use plugin::Plugin;
 pub use proto::v1::{EventPack, Frame, RpcRequest, RpcResponse, StreamFrame, frame::Payload};

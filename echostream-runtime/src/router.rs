@@ -15,7 +15,8 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use prost::Message;
 
-use crate::proto::v1::{EventPack, RpcRequest, StreamFrame};
+use crate::jitter::Played;
+use crate::proto::v1::{EventPack, RpcRequest};
 use crate::session::Session;
 use crate::status::Status;
 use crate::stream::{StreamEnd, StreamInfo};
@@ -55,8 +56,10 @@ pub trait StreamHandler: Send + Sync + 'static {
         let _ = (session, stream);
     }
 
-    /// One frame of the stream, in the order the peer sent them.
-    async fn handle(&self, session: &Session, stream: &StreamInfo, frame: StreamFrame);
+    /// One frame of the stream, in playout order: its bytes with the sender's sequence number
+    /// and timestamp, the local instant it was due, and how many frames were lost just before
+    /// it (a cue for concealment).
+    async fn handle(&self, session: &Session, stream: &StreamInfo, frame: Played<Bytes>);
 
     /// The stream ended: finished by the peer, reset, or its connection lost.
     async fn on_end(&self, session: &Session, stream: &StreamInfo, end: StreamEnd) {
@@ -241,7 +244,7 @@ impl Router {
     /// As [`Router::add_stream`].
     pub fn stream<F, Fut>(&mut self, name: &str, f: F) -> &mut Router
     where
-        F: Fn(Session, StreamInfo, StreamFrame) -> Fut + Send + Sync + 'static,
+        F: Fn(Session, StreamInfo, Played<Bytes>) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = ()> + Send + 'static,
     {
         self.add_stream(StreamFn {
@@ -373,14 +376,14 @@ struct StreamFn<F> {
 #[async_trait]
 impl<F, Fut> StreamHandler for StreamFn<F>
 where
-    F: Fn(Session, StreamInfo, StreamFrame) -> Fut + Send + Sync + 'static,
+    F: Fn(Session, StreamInfo, Played<Bytes>) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = ()> + Send + 'static,
 {
     fn name(&self) -> &str {
         &self.name
     }
 
-    async fn handle(&self, session: &Session, stream: &StreamInfo, frame: StreamFrame) {
+    async fn handle(&self, session: &Session, stream: &StreamInfo, frame: Played<Bytes>) {
         (self.f)(session.clone(), stream.clone(), frame).await
     }
 }

@@ -8,6 +8,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, OnceLock};
+use std::time::Instant;
 
 use bytes::Bytes;
 use quinn::{SendStream, VarInt, WriteError};
@@ -16,6 +17,7 @@ use std::sync::atomic::AtomicBool;
 use crate::call::{CallContext, CallKind, Metadata};
 use crate::codec::Encoder;
 use crate::io::{FrameReader, ReadFrameError, status_from_stream_code};
+use crate::jitter::Played;
 use crate::keepalive;
 use crate::panic::catch_unwind_future;
 use crate::proto::v1::{self, ErrorCode, Frame, StreamFrame, StreamOpen, frame::Payload};
@@ -546,6 +548,7 @@ pub(crate) async fn read(session: Session, mut reader: FrameReader) {
     {
         report("on_open", panic);
     }
+    let mut next_seq: Option<u64> = None;
     let end = loop {
         let frame = match reader.next().await {
             Ok(Some(frame)) => frame,
@@ -580,6 +583,20 @@ pub(crate) async fn read(session: Session, mut reader: FrameReader) {
                 ..
             })) => frame,
             _ => continue,
+        };
+        // A reliable stream plays each frame as it arrives; a gap in seq is frames the sender
+        // dropped from its queue.
+        let lost_before = match next_seq {
+            Some(expected) => frame.seq.saturating_sub(expected),
+            None => 0,
+        };
+        next_seq = Some(frame.seq.wrapping_add(1));
+        let frame = Played {
+            payload: frame.data,
+            seq: frame.seq,
+            timestamp: u64::try_from(frame.timestamp).unwrap_or(0),
+            playout: Instant::now(),
+            lost_before,
         };
         if let Err(panic) = ctx
             .clone()

@@ -150,12 +150,12 @@ async fn a_full_event_queue_refuses_and_counts() {
 
 #[tokio::test]
 async fn a_full_stream_queue_refuses_counts_and_leaves_a_seq_gap() {
-    let (tx, mut rx) = mpsc::unbounded_channel::<u64>();
+    let (tx, mut rx) = mpsc::unbounded_channel::<(u64, u64)>();
     let p = pair(
         Server::builder().routes(move |r| {
             r.stream("s", move |_, _, frame| {
                 let tx = tx.clone();
-                async move { tx.send(frame.seq).unwrap() }
+                async move { tx.send((frame.seq, frame.lost_before)).unwrap() }
             });
         }),
         Client::builder(),
@@ -178,13 +178,13 @@ async fn a_full_stream_queue_refuses_counts_and_leaves_a_seq_gap() {
     assert_eq!(stream.stats().dropped, 6);
     assert_eq!(p.to_server.stats().stream_frames_dropped, 6);
     for expected in 0..4 {
-        assert_eq!(within(rx.recv()).await.unwrap(), expected);
+        assert_eq!(within(rx.recv()).await.unwrap(), (expected, 0));
     }
     within(stream.send(Bytes::from_static(b"y"))).await.unwrap();
     assert_eq!(
         within(rx.recv()).await.unwrap(),
-        10,
-        "the dropped frames left a gap"
+        (10, 6),
+        "the dropped frames left a gap, reported to the receiver as lost"
     );
     eventually("all written", || stream.stats().sent == 5).await;
     tokio::time::sleep(Duration::from_millis(10)).await;

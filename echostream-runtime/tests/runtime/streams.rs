@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use bytes::Bytes;
 use echostream_runtime::{
-    Client, Code, Router, Server, Session, StreamEnd, StreamFrame, StreamHandler, StreamInfo,
+    Client, Code, Played, Router, Server, Session, StreamEnd, StreamHandler, StreamInfo,
     StreamOptions,
 };
 
@@ -36,13 +36,13 @@ impl StreamHandler for Recorder {
         ));
     }
 
-    async fn handle(&self, _: &Session, stream: &StreamInfo, frame: StreamFrame) {
-        assert_eq!(frame.stream_id, stream.id());
+    async fn handle(&self, _: &Session, _: &StreamInfo, frame: Played<Bytes>) {
         assert!(frame.timestamp > 0);
         self.log.lock().unwrap().push(format!(
-            "frame {} {}",
+            "frame {} {} lost {}",
             frame.seq,
-            String::from_utf8_lossy(&frame.data)
+            String::from_utf8_lossy(&frame.payload),
+            frame.lost_before
         ));
     }
 
@@ -103,7 +103,7 @@ async fn a_named_stream_delivers_in_order_then_ends_both_ways() {
         })
         .await;
         let mut expected = vec![format!("open {} video 1000 h264", stream.id())];
-        expected.extend((0..100).map(|i| format!("frame {i} f{i}")));
+        expected.extend((0..100).map(|i| format!("frame {i} f{i} lost 0")));
         expected.push("end Finished".into());
         assert_eq!(*log.lock().unwrap(), expected);
         assert_eq!(stream.stats().sent, 100);
@@ -129,7 +129,7 @@ async fn write_stream_finds_open_streams_by_id() {
         server_log.lock().unwrap().len() == 2
     })
     .await;
-    assert_eq!(server_log.lock().unwrap()[1], "frame 0 x");
+    assert_eq!(server_log.lock().unwrap()[1], "frame 0 x lost 0");
     let err = within(p.to_server.write_stream(999, Bytes::new()))
         .await
         .unwrap_err();
