@@ -74,7 +74,9 @@ pub use session::{Session, SessionStats};
 pub use sessions::{Broadcast, Sessions};
 pub use state::State;
 pub use status::{Code, Status};
-pub use stream::{Delivery, StreamEnd, StreamInfo, StreamOptions, StreamSender, StreamStats};
+pub use stream::{
+    Delivery, Playout, StreamEnd, StreamInfo, StreamOptions, StreamSender, StreamStats,
+};
 
 /// Re-exported so generated code and applications need only this crate.
 pub use async_trait::async_trait;

@@ -19,7 +19,7 @@ use crate::jitter::Played;
 use crate::proto::v1::{EventPack, RpcRequest};
 use crate::session::Session;
 use crate::status::Status;
-use crate::stream::{StreamEnd, StreamInfo};
+use crate::stream::{Playout, StreamEnd, StreamInfo};
 
 /// Serves one RPC method.
 #[async_trait]
@@ -50,6 +50,12 @@ pub trait EventHandler: Send + Sync + 'static {
 pub trait StreamHandler: Send + Sync + 'static {
     /// The stream name it receives, e.g. `"chat.v1.ChatService/video_feed"`.
     fn name(&self) -> &str;
+
+    /// How this stream's frames are played out to [`StreamHandler::handle`]: on arrival (the
+    /// default) or through a jitter buffer.
+    fn playout(&self) -> Playout {
+        Playout::on_arrival()
+    }
 
     /// A peer opened a stream of this name. Called before its first frame.
     async fn on_open(&self, session: &Session, stream: &StreamInfo) {

@@ -39,13 +39,44 @@ pub enum Delivery {
     /// Every frame arrives, in order, on the stream's own QUIC stream.
     #[default]
     Reliable,
+    /// Frames travel as QUIC datagrams, fragmented when larger than one: never retransmitted,
+    /// so a lost frame is skipped instead of delaying the ones after it (live media).
+    Datagram,
 }
 
 impl Delivery {
     fn to_wire(self) -> v1::Delivery {
         match self {
             Delivery::Reliable => v1::Delivery::Reliable,
+            Delivery::Datagram => v1::Delivery::Datagram,
         }
+    }
+}
+
+/// How the receiving side plays a stream's frames out to its handler: the handler's
+/// [`StreamHandler::playout`](crate::StreamHandler::playout) chooses it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Playout {
+    jitter: Option<std::time::Duration>,
+}
+
+impl Playout {
+    /// Each frame is handed over as soon as it arrives.
+    pub fn on_arrival() -> Playout {
+        Playout { jitter: None }
+    }
+
+    /// Frames are held in a jitter buffer and released in seq order at their playout time,
+    /// `target` after they were sent (the schema's `jitter_ms`).
+    pub fn jitter_buffer(target: std::time::Duration) -> Playout {
+        Playout {
+            jitter: Some(target),
+        }
+    }
+
+    /// The jitter buffer's target delay, if frames are buffered.
+    pub fn jitter_target(&self) -> Option<std::time::Duration> {
+        self.jitter
     }
 }
 
@@ -327,6 +358,11 @@ pub(crate) async fn open(
 ) -> Result<StreamSender, Status> {
     if session.is_closed() {
         return Err(session.unavailable());
+    }
+    if options.delivery == Delivery::Datagram {
+        return Err(Status::invalid_argument(format!(
+            "stream {name}: datagram delivery is not available in this build yet"
+        )));
     }
     let id = session.inner.next_stream_id.fetch_add(1, Relaxed);
     let open = Frame {
