@@ -9,6 +9,7 @@ use quinn::{ClientConfig, Endpoint};
 use crate::context::Context;
 use crate::endpoint::{self, Parts, Shared, Side, endpoint_builder_methods};
 use crate::error::Error;
+use crate::netsim::NetSim;
 use crate::proto::v1::ErrorCode;
 use crate::protocol::{self, ALPN};
 use crate::server::resolve;
@@ -30,6 +31,7 @@ struct Inner {
     endpoint: Endpoint,
     shared: Arc<Shared>,
     config: ClientConfig,
+    netsim: Option<NetSim>,
 }
 
 /// Configures a [`Client`].
@@ -61,14 +63,24 @@ impl ClientBuilder {
         let tls = self.tls.ok_or(Error::NoTls)?;
         let mut config = ClientConfig::new(tls.quic_config(&[ALPN])?);
         config.transport_config(self.parts.config.transport());
-        let endpoint = match self.bind {
-            Some(addr) => Endpoint::client(addr).map_err(|source| Error::Bind { addr, source })?,
-            None => {
+        let (endpoint, netsim) = match (self.bind, &self.parts.netsim) {
+            (bind, Some(sim)) => {
+                let addr = bind.unwrap_or_else(|| SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0)));
+                let (endpoint, handle) = crate::netsim::endpoint(addr, sim.clone(), None)
+                    .map_err(|source| Error::Bind { addr, source })?;
+                (endpoint, Some(handle))
+            }
+            (Some(addr), None) => (
+                Endpoint::client(addr).map_err(|source| Error::Bind { addr, source })?,
+                None,
+            ),
+            (None, None) => {
                 let any6 = SocketAddr::from((Ipv6Addr::UNSPECIFIED, 0));
                 let any4 = SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0));
-                Endpoint::client(any6)
+                let endpoint = Endpoint::client(any6)
                     .or_else(|_| Endpoint::client(any4))
-                    .map_err(|source| Error::Bind { addr: any4, source })?
+                    .map_err(|source| Error::Bind { addr: any4, source })?;
+                (endpoint, None)
             }
         };
         let shared = self.parts.into_shared(Side::Client);
@@ -78,6 +90,7 @@ impl ClientBuilder {
                 endpoint,
                 shared,
                 config,
+                netsim,
             }),
         })
     }
@@ -129,6 +142,11 @@ impl Client {
         let session = endpoint::establish(conn, self.inner.shared.clone()).await?;
         tracing::debug!(session = session.id(), %addr, "connected");
         Ok(session)
+    }
+
+    /// The network simulator the client runs on, if it was built with `.netsim(...)`.
+    pub fn netsim(&self) -> Option<&NetSim> {
+        self.inner.netsim.as_ref()
     }
 
     /// The client's live sessions.

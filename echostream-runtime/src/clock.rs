@@ -250,7 +250,8 @@ impl ClockSample {
 /// Settings of a [`ClockSync`] estimator.
 #[derive(Debug, Clone)]
 pub struct ClockSyncConfig {
-    /// How many recent samples the minimum-delay filter chooses from (NTP uses 8).
+    /// How many recent samples the minimum-delay filter chooses from. More samples make it
+    /// likelier that one of them crossed the path with little queueing either way.
     pub window: usize,
     /// Samples older than this are forgotten even if the window is not full, so that a drifting
     /// or stepped clock is followed.
@@ -260,20 +261,22 @@ pub struct ClockSyncConfig {
     /// Frequency tolerance of the clocks, in parts per million: the error bound of a sample
     /// grows by this much per second of age (NTP's φ is 15 ppm).
     pub tolerance_ppm: u32,
-    /// Interval between pings until synced: short, to converge quickly.
+    /// Interval between pings while the window is not full: short, to converge quickly.
     pub fast_interval: Duration,
-    /// Interval between pings once synced: periodic resync.
+    /// Interval between pings once the window is full: periodic resync.
     pub interval: Duration,
 }
 
 impl Default for ClockSyncConfig {
+    /// 32 samples, the first ones 50 ms apart (synced after 8, i.e. about 0.4 s, with the window
+    /// full after 1.6 s), then one a second; samples kept at most 64 s; 15 ppm tolerance.
     fn default() -> Self {
         Self {
-            window: 8,
+            window: 32,
             max_sample_age: Duration::from_secs(64),
             min_samples: 8,
             tolerance_ppm: 15,
-            fast_interval: Duration::from_millis(100),
+            fast_interval: Duration::from_millis(50),
             interval: Duration::from_secs(1),
         }
     }
@@ -412,10 +415,11 @@ impl ClockSync {
         Some(ClockMapping::new(offset_micros, clock))
     }
 
-    /// How long to wait before the next ping: [`ClockSyncConfig::fast_interval`] until synced,
-    /// [`ClockSyncConfig::interval`] after.
+    /// How long to wait before the next ping: [`ClockSyncConfig::fast_interval`] while the
+    /// window is not full (which covers the time until synced), [`ClockSyncConfig::interval`]
+    /// after.
     pub fn next_ping_interval(&self) -> Duration {
-        if self.is_synced() {
+        if self.samples.len() >= self.config.window {
             self.config.interval
         } else {
             self.config.fast_interval
@@ -654,6 +658,31 @@ mod tests {
         );
         assert_eq!(sync.offset_micros(), Some(900));
         assert!(sync.is_synced());
+        // The window lost its old sample: it is refilled at the fast pace.
+        assert_eq!(sync.next_ping_interval(), sync.config().fast_interval);
+    }
+
+    #[test]
+    fn pings_fast_until_the_window_is_full_then_at_the_resync_interval() {
+        let mut sync = ClockSync::new(ClockSyncConfig {
+            window: 4,
+            min_samples: 2,
+            ..Default::default()
+        });
+        let now = Instant::now();
+        let sample = ClockSample {
+            offset_micros: 0,
+            delay: Duration::from_millis(1),
+        };
+        for n in 1..=4 {
+            assert_eq!(
+                sync.next_ping_interval(),
+                sync.config().fast_interval,
+                "{n}"
+            );
+            sync.add_sample(sample, now);
+            assert_eq!(sync.is_synced(), n >= 2);
+        }
         assert_eq!(sync.next_ping_interval(), sync.config().interval);
     }
 

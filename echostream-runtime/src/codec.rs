@@ -439,7 +439,7 @@ mod tests {
                 payload: Some(Payload::Stream(StreamFrame {
                     stream_id: 3,
                     seq: 9,
-                    timestamp: -5,
+                    timestamp: u64::MAX,
                     data: big,
                 })),
             },

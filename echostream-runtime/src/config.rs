@@ -5,7 +5,10 @@ use std::time::Duration;
 
 use quinn::{TransportConfig, VarInt};
 
+use crate::clock::ClockSyncConfig;
 use crate::codec::DEFAULT_MAX_FRAME_SIZE;
+use crate::datagram::ReassemblerConfig;
+use crate::pacer::PacerConfig;
 use crate::queue::QueueLimits;
 
 /// Limits and timers of an endpoint. Every value has a default suited to a server on the open
@@ -23,6 +26,12 @@ pub struct Config {
     pub(crate) idle_timeout: Duration,
     pub(crate) handshake_timeout: Duration,
     pub(crate) stream_receive_window: u32,
+    pub(crate) clock_sync: ClockSyncConfig,
+    pub(crate) datagrams: bool,
+    pub(crate) datagram_receive_buffer: usize,
+    pub(crate) datagram_send_buffer: usize,
+    pub(crate) reassembly: ReassemblerConfig,
+    pub(crate) pacer: PacerConfig,
 }
 
 impl Default for Config {
@@ -44,6 +53,12 @@ impl Default for Config {
             idle_timeout: Duration::from_secs(30),
             handshake_timeout: Duration::from_secs(10),
             stream_receive_window: 2 * 1024 * 1024,
+            clock_sync: ClockSyncConfig::default(),
+            datagrams: true,
+            datagram_receive_buffer: 4 * 1024 * 1024,
+            datagram_send_buffer: 2 * 1024 * 1024,
+            reassembly: ReassemblerConfig::default(),
+            pacer: PacerConfig::default(),
         }
     }
 }
@@ -129,6 +144,50 @@ impl Config {
         self
     }
 
+    /// How the clock offset to the peer is estimated from pings: window of samples, ping pace
+    /// until and after the window is full (default [`ClockSyncConfig::default`]). The fast pings
+    /// at the start also serve as keepalives; the keepalive interval still applies when it is
+    /// shorter.
+    pub fn clock_sync(mut self, config: ClockSyncConfig) -> Config {
+        self.clock_sync = config;
+        self
+    }
+
+    /// Whether this endpoint accepts QUIC datagrams (default: yes), which datagram streams need
+    /// in both directions. Without, it opens no datagram stream (`FAILED_PRECONDITION`) and
+    /// refuses the peer's, and the peer learns it from the transport parameters.
+    pub fn datagrams(mut self, enabled: bool) -> Config {
+        self.datagrams = enabled;
+        self
+    }
+
+    /// QUIC's buffers of datagrams (default 4 MiB received, 2 MiB to send): received datagrams
+    /// wait in the first until the session reads them (the oldest are dropped beyond it);
+    /// datagrams to send wait in the second for congestion window. The runtime's pacing keeps
+    /// far less than the send buffer queued, so that media never delays calls and events.
+    pub fn datagram_buffers(mut self, receive: usize, send: usize) -> Config {
+        self.datagram_receive_buffer = receive.max(64 * 1024);
+        self.datagram_send_buffer = send.max(64 * 1024);
+        self
+    }
+
+    /// Limits of the reassembly of fragmented datagram frames, per connection: partial frames
+    /// and bytes held, how long a frame waits for a missing fragment before it is dropped and
+    /// counted (default 500 ms), the largest frame of streams without their own limit.
+    pub fn reassembly(mut self, config: ReassemblerConfig) -> Config {
+        self.reassembly = config;
+        self
+    }
+
+    /// The pacing of datagram streams, per connection: the token bucket's burst, how long a
+    /// frame may wait for tokens before it is dropped (default 20 ms), and how the rate follows
+    /// the congestion controller. The starting `rate` is replaced by the path's as soon as it is
+    /// measured.
+    pub fn pacer(mut self, config: PacerConfig) -> Config {
+        self.pacer = config;
+        self
+    }
+
     /// The QUIC transport parameters these settings call for.
     pub(crate) fn transport(&self) -> Arc<TransportConfig> {
         let mut transport = TransportConfig::default();
@@ -144,6 +203,8 @@ impl Config {
                 self.max_inbound_streams.saturating_add(2),
             ))
             .stream_receive_window(VarInt::from_u32(self.stream_receive_window))
+            .datagram_receive_buffer_size(self.datagrams.then_some(self.datagram_receive_buffer))
+            .datagram_send_buffer_size(self.datagram_send_buffer)
             .keep_alive_interval(None);
         let idle =
             quinn::IdleTimeout::try_from(self.idle_timeout).unwrap_or_else(|_| VarInt::MAX.into());

@@ -6,12 +6,14 @@ use std::sync::Arc;
 
 use quinn::Connection;
 
+use crate::clock::{Clock, SystemClock};
 use crate::codec::Encoder;
 use crate::config::Config;
 use crate::context::Context;
 use crate::error::Error;
 use crate::io::{FrameReader, ReadFrameError};
 use crate::middleware::{Middleware, Middlewares};
+use crate::netsim::NetSimConfig;
 use crate::plugin::Plugin;
 use crate::proto::v1::{ErrorCode, Frame, frame::Payload};
 use crate::protocol::{self, STREAM_CONTROL};
@@ -45,6 +47,8 @@ pub(crate) struct Shared {
     pub(crate) context: Context,
     pub(crate) config: Config,
     pub(crate) sessions: Sessions,
+    /// Where timestamps (pings, stream frames) come from and playout is scheduled against.
+    pub(crate) clock: Arc<dyn Clock>,
 }
 
 /// The parts of a builder that servers and clients share.
@@ -55,6 +59,8 @@ pub(crate) struct Parts {
     pub(crate) plugins: Vec<Arc<dyn Plugin>>,
     pub(crate) context: Context,
     pub(crate) config: Config,
+    pub(crate) clock: Option<Arc<dyn Clock>>,
+    pub(crate) netsim: Option<NetSimConfig>,
 }
 
 impl Parts {
@@ -67,6 +73,7 @@ impl Parts {
             context: self.context,
             config: self.config,
             sessions: Sessions::default(),
+            clock: self.clock.unwrap_or_else(|| Arc::new(SystemClock)),
         })
     }
 }
@@ -153,6 +160,34 @@ macro_rules! endpoint_builder_methods {
             /// See [`Config::keepalive_interval`](crate::Config::keepalive_interval).
             pub fn keepalive_interval(mut self, interval: ::std::time::Duration) -> Self {
                 self.parts.config = self.parts.config.keepalive_interval(interval);
+                self
+            }
+
+            /// The clock this endpoint reads (default [`SystemClock`](crate::clock::SystemClock)):
+            /// the wall-clock time of pings and stream frame timestamps, against which the clock
+            /// offset to each peer is estimated and frames are played out. Its
+            /// [`instant`](crate::clock::Clock::instant) must be the real monotonic time (as
+            /// with `SystemClock` and [`OffsetClock`](crate::clock::OffsetClock)), since the
+            /// runtime sleeps on tokio's timers; its wall clock may be anything, e.g. skewed on
+            /// purpose in a test.
+            pub fn clock(mut self, clock: ::std::sync::Arc<dyn $crate::clock::Clock>) -> Self {
+                self.parts.clock = Some(clock);
+                self
+            }
+
+            /// Runs the endpoint on the deterministic network simulator instead of a plain UDP
+            /// socket: the datagrams it sends (`outbound`) and receives (`inbound`) are lost,
+            /// delayed, jittered, reordered and duplicated as `config` says, from its seed. For
+            /// tests, benchmarks and demonstrations; the endpoint's `netsim()` gives the
+            /// simulator's handle (counters, changing the impairments).
+            pub fn netsim(mut self, config: $crate::netsim::NetSimConfig) -> Self {
+                self.parts.netsim = Some(config);
+                self
+            }
+
+            /// See [`Config::datagrams`](crate::Config::datagrams).
+            pub fn datagrams(mut self, enabled: bool) -> Self {
+                self.parts.config = self.parts.config.datagrams(enabled);
                 self
             }
 

@@ -1,27 +1,22 @@
 //! Keepalive: the ping/pong exchange on the control stream and the round-trip time measured from
 //! it. A ping carries the sender's wall clock (t1); the pong adds the peer's receive (t2) and
-//! transmit (t3) times; the pinger notes the arrival (t4). The four timestamps are NTP's, so clock
-//! synchronisation can be computed from the same samples.
+//! transmit (t3) times; the pinger notes the arrival (t4). The four timestamps are NTP's, so each
+//! completed exchange is also a clock sample for the session's [`ClockSync`](crate::clock::ClockSync).
+//!
+//! Timestamps are microseconds since the Unix epoch, read from the endpoint's
+//! [`Clock`](crate::clock::Clock) as `u64`, and travel as protobuf `uint64` fields.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use crate::proto::v1::{Ping, Pong};
 
-/// The wall clock in microseconds since the Unix epoch (negative before it).
-pub(crate) fn wall_clock_us() -> i64 {
-    match SystemTime::now().duration_since(UNIX_EPOCH) {
-        Ok(d) => i64::try_from(d.as_micros()).unwrap_or(i64::MAX),
-        Err(e) => -i64::try_from(e.duration().as_micros()).unwrap_or(i64::MAX),
-    }
-}
-
 /// A ping to send now.
-pub(crate) fn ping(now_us: i64) -> Ping {
+pub(crate) fn ping(now_us: u64) -> Ping {
     Ping { t1: now_us }
 }
 
 /// The answer to `ping`, received at `t2` and sent at `t3`.
-pub(crate) fn pong(ping: &Ping, t2: i64, t3: i64) -> Pong {
+pub(crate) fn pong(ping: &Ping, t2: u64, t3: u64) -> Pong {
     Pong {
         t1: ping.t1,
         t2,
@@ -29,22 +24,23 @@ pub(crate) fn pong(ping: &Ping, t2: i64, t3: i64) -> Pong {
     }
 }
 
-/// One completed ping/pong exchange: NTP's four timestamps, in microseconds.
+/// One completed ping/pong exchange: NTP's four timestamps, in microseconds since the Unix
+/// epoch (t1 and t4 on this side's clock, t2 and t3 on the peer's).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PongSample {
     /// When the ping left (local clock).
-    pub t1: i64,
+    pub t1: u64,
     /// When the peer received it (peer's clock).
-    pub t2: i64,
+    pub t2: u64,
     /// When the peer sent the pong (peer's clock).
-    pub t3: i64,
+    pub t3: u64,
     /// When the pong arrived (local clock).
-    pub t4: i64,
+    pub t4: u64,
 }
 
 impl PongSample {
     /// The sample of `pong` arriving at `t4`.
-    pub(crate) fn new(pong: &Pong, t4: i64) -> PongSample {
+    pub(crate) fn new(pong: &Pong, t4: u64) -> PongSample {
         PongSample {
             t1: pong.t1,
             t2: pong.t2,
@@ -56,8 +52,8 @@ impl PongSample {
     /// The network round trip: time away minus the time the peer held the ping, never negative.
     pub fn round_trip(&self) -> Duration {
         let away = self.t4.saturating_sub(self.t1);
-        let held = self.t3.saturating_sub(self.t2).max(0);
-        Duration::from_micros(u64::try_from(away.saturating_sub(held)).unwrap_or(0))
+        let held = self.t3.saturating_sub(self.t2);
+        Duration::from_micros(away.saturating_sub(held))
     }
 }
 
@@ -98,8 +94,8 @@ mod tests {
     fn nonsense_timestamps_give_zero_not_a_panic() {
         let sample = PongSample {
             t1: 100,
-            t2: i64::MIN,
-            t3: i64::MAX,
+            t2: 0,
+            t3: u64::MAX,
             t4: 50,
         };
         assert_eq!(sample.round_trip(), Duration::ZERO);
@@ -113,10 +109,5 @@ mod tests {
         assert_eq!(rtt.smoothed(), Some(Duration::from_millis(80)));
         rtt.update(Duration::from_millis(160));
         assert_eq!(rtt.smoothed(), Some(Duration::from_millis(90)));
-    }
-
-    #[test]
-    fn wall_clock_is_after_2020() {
-        assert!(wall_clock_us() > 1_577_836_800_000_000);
     }
 }

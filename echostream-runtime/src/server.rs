@@ -13,6 +13,7 @@ use tokio::time::Instant;
 use crate::context::Context;
 use crate::endpoint::{self, Parts, Shared, Side, endpoint_builder_methods};
 use crate::error::Error;
+use crate::netsim::NetSim;
 use crate::proto::v1::ErrorCode;
 use crate::protocol::{self, ALPN};
 use crate::sessions::Sessions;
@@ -38,6 +39,7 @@ struct Inner {
     fingerprint: Fingerprint,
     stop: watch::Sender<bool>,
     accept: Mutex<Option<JoinHandle<()>>>,
+    netsim: Option<NetSim>,
 }
 
 /// Configures and starts a [`Server`].
@@ -66,8 +68,14 @@ impl ServerBuilder {
         let addr = resolve(&addr).await?;
         let mut server_config = ServerConfig::with_crypto(tls.quic_config(&[ALPN])?);
         server_config.transport_config(self.parts.config.transport());
-        let endpoint =
-            Endpoint::server(server_config, addr).map_err(|source| Error::Bind { addr, source })?;
+        let (endpoint, netsim) = match &self.parts.netsim {
+            None => (Endpoint::server(server_config, addr), None),
+            Some(sim) => match crate::netsim::endpoint(addr, sim.clone(), Some(server_config)) {
+                Ok((endpoint, handle)) => (Ok(endpoint), Some(handle)),
+                Err(e) => (Err(e), None),
+            },
+        };
+        let endpoint = endpoint.map_err(|source| Error::Bind { addr, source })?;
         let local_addr = endpoint
             .local_addr()
             .map_err(|source| Error::Bind { addr, source })?;
@@ -87,6 +95,7 @@ impl ServerBuilder {
                 fingerprint: tls.fingerprint(),
                 stop,
                 accept: Mutex::new(Some(accept)),
+                netsim,
             }),
         })
     }
@@ -109,6 +118,11 @@ impl Server {
     /// The fingerprint of the server's certificate, for clients to pin.
     pub fn fingerprint(&self) -> Fingerprint {
         self.inner.fingerprint
+    }
+
+    /// The network simulator the server runs on, if it was built with `.netsim(...)`.
+    pub fn netsim(&self) -> Option<&NetSim> {
+        self.inner.netsim.as_ref()
     }
 
     /// The live sessions, for lookups, iteration and broadcasts.

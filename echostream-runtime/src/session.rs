@@ -17,6 +17,7 @@ use tokio::sync::{Notify, watch};
 use tokio::time::Instant;
 
 use crate::call::{CallContext, CallKind, CallOptions, Metadata};
+use crate::clock::{Clock, ClockEstimate, ClockSync};
 use crate::codec::{EncodedFrame, Encoder};
 use crate::context::Context;
 use crate::endpoint::Shared;
@@ -61,8 +62,9 @@ pub(crate) struct Inner {
     peer_identity: Option<PeerIdentity>,
     next_call_id: AtomicU64,
     pub(crate) next_stream_id: AtomicU64,
-    rtt: Mutex<RttEstimator>,
-    last_pong: Mutex<Option<PongSample>>,
+    timing: Mutex<Timing>,
+    /// Bumped at every clock sample, so that stream playouts know to refresh their mapping.
+    pub(crate) clock_generation: AtomicU64,
     pub(crate) counters: Counters,
     inflight: AtomicUsize,
     drained: Notify,
@@ -79,6 +81,13 @@ pub(crate) struct Inner {
     closing: AtomicBool,
     close_reason: OnceLock<CloseReason>,
     closed: watch::Sender<bool>,
+}
+
+/// What the pings measured.
+struct Timing {
+    rtt: RttEstimator,
+    last_pong: Option<PongSample>,
+    sync: ClockSync,
 }
 
 /// Counters of one session, read with [`Session::stats`].
@@ -160,8 +169,12 @@ impl Session {
                 peer,
                 next_call_id: AtomicU64::new(1),
                 next_stream_id: AtomicU64::new(1),
-                rtt: Mutex::new(RttEstimator::default()),
-                last_pong: Mutex::new(None),
+                timing: Mutex::new(Timing {
+                    rtt: RttEstimator::default(),
+                    last_pong: None,
+                    sync: ClockSync::new(config.clock_sync.clone()),
+                }),
+                clock_generation: AtomicU64::new(0),
                 counters: Counters::default(),
                 inflight: AtomicUsize::new(0),
                 drained: Notify::new(),
@@ -417,20 +430,30 @@ impl Session {
 
     /// The smoothed round-trip time measured by keepalive pings, once one was answered.
     pub fn rtt(&self) -> Option<Duration> {
-        self.inner
-            .rtt
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .smoothed()
+        self.inner.timing().rtt.smoothed()
     }
 
-    /// The timestamps of the last answered ping, for clock synchronisation.
+    /// The timestamps of the last answered ping.
     pub fn last_pong(&self) -> Option<PongSample> {
-        *self
-            .inner
-            .last_pong
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
+        self.inner.timing().last_pong
+    }
+
+    /// The estimated offset of the peer's clock from this endpoint's (`peer ≈ local + offset`),
+    /// with the round trip of the sample it comes from, a bound on its error, and whether enough
+    /// samples were taken to trust it; `None` before the first ping was answered. Pings go out
+    /// every 50 ms at first, then once a second (see
+    /// [`Config::clock_sync`](crate::Config::clock_sync)), and the sample with the smallest
+    /// round trip of the last 32 wins (NTP's minimum-delay filter).
+    pub fn clock_sync(&self) -> Option<ClockEstimate> {
+        self.inner
+            .timing()
+            .sync
+            .estimate(self.inner.shared.clock.instant())
+    }
+
+    /// The clock this endpoint reads (see the builders' `clock`).
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.inner.shared.clock
     }
 
     /// The certificate identity the peer proved in the TLS handshake; `None` if it presented no
@@ -986,8 +1009,39 @@ impl Session {
         }
     }
 
+    /// Takes in one completed ping/pong exchange: round trip and clock sample.
+    fn take_sample(&self, sample: PongSample) {
+        let now = self.inner.shared.clock.instant();
+        let mut timing = self.inner.timing();
+        timing.rtt.update(sample.round_trip());
+        timing.last_pong = Some(sample);
+        match timing
+            .sync
+            .add_timestamps(sample.t1, sample.t2, sample.t3, sample.t4, now)
+        {
+            Ok(_) => {
+                let synced = timing.sync.is_synced();
+                drop(timing);
+                if synced {
+                    self.inner.clock_generation.fetch_add(1, Relaxed);
+                }
+            }
+            Err(error) => {
+                tracing::debug!(session = self.id(), %error, "clock sample rejected");
+            }
+        }
+    }
+
+    /// How long until the next ping: fast while the clock sync fills its window, then the
+    /// resync interval, never longer than the keepalive interval.
+    fn ping_interval(&self) -> Duration {
+        let sync = self.inner.timing().sync.next_ping_interval();
+        sync.min(self.inner.shared.config.keepalive_interval)
+    }
+
     /// Reads the peer's control stream: pings, pongs and go-aways.
     async fn read_control(self, mut reader: FrameReader) {
+        let clock = self.inner.shared.clock.clone();
         loop {
             let frame = match reader.next().await {
                 Ok(Some(frame)) => frame,
@@ -1004,29 +1058,17 @@ impl Session {
             };
             match frame.payload {
                 Some(Payload::Ping(ping)) => {
-                    let t2 = keepalive::wall_clock_us();
+                    let t2 = clock.now_micros();
+                    // t3 is set when the pong is written.
                     let pong = Frame {
                         metadata: Metadata::new(),
-                        payload: Some(Payload::Pong(keepalive::pong(
-                            &ping,
-                            t2,
-                            keepalive::wall_clock_us(),
-                        ))),
+                        payload: Some(Payload::Pong(keepalive::pong(&ping, t2, t2))),
                     };
                     let _ = self.inner.control.push(pong, 0);
                 }
                 Some(Payload::Pong(pong)) => {
-                    let sample = PongSample::new(&pong, keepalive::wall_clock_us());
-                    self.inner
-                        .rtt
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .update(sample.round_trip());
-                    *self
-                        .inner
-                        .last_pong
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner()) = Some(sample);
+                    let sample = PongSample::new(&pong, clock.now_micros());
+                    self.take_sample(sample);
                 }
                 Some(Payload::GoAway(go_away)) => {
                     tracing::info!(session = self.id(), reason = %go_away.reason, "the peer is going away");
@@ -1042,11 +1084,11 @@ impl Session {
         }
     }
 
-    /// Writes control frames and sends a ping every keepalive interval.
+    /// Writes control frames, and pings: right away, then at the pace of [`Self::ping_interval`].
     async fn write_control(self, mut send: SendStream) {
+        let clock = self.inner.shared.clock.clone();
         let mut encoder = Encoder::new();
-        let mut ticker = tokio::time::interval(self.inner.shared.config.keepalive_interval);
-        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut next_ping = Instant::now();
         let mut batch = Vec::new();
         let mut chunks = Vec::new();
         loop {
@@ -1056,17 +1098,21 @@ impl Session {
                         return;
                     }
                 }
-                _ = ticker.tick() => {
+                _ = tokio::time::sleep_until(next_ping) => {
                     batch.push(Frame {
                         metadata: Metadata::new(),
-                        payload: Some(Payload::Ping(keepalive::ping(keepalive::wall_clock_us()))),
+                        payload: Some(Payload::Ping(keepalive::ping(0))),
                     });
+                    next_ping = Instant::now() + self.ping_interval();
                 }
             }
             for mut frame in batch.drain(..) {
-                // A pong's transmit time is when it is written, not when it was queued.
-                if let Some(Payload::Pong(pong)) = &mut frame.payload {
-                    pong.t3 = keepalive::wall_clock_us();
+                // A ping's origin and a pong's transmit time are when they are written, not
+                // when they were queued.
+                match &mut frame.payload {
+                    Some(Payload::Ping(ping)) => ping.t1 = clock.now_micros(),
+                    Some(Payload::Pong(pong)) => pong.t3 = clock.now_micros(),
+                    _ => {}
                 }
                 encoder.encode(frame, &mut chunks);
             }
@@ -1115,6 +1161,10 @@ impl Session {
 }
 
 impl Inner {
+    fn timing(&self) -> std::sync::MutexGuard<'_, Timing> {
+        self.timing.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// Refuses new calls on a closed session or to a peer going away.
     fn check_can_call(&self) -> Result<(), Status> {
         // A connection the peer closed fails the call when it opens its stream.

@@ -25,6 +25,9 @@ pub enum Code {
     PermissionDenied,
     /// A limit was hit: concurrent calls, a queue, a frame size.
     ResourceExhausted,
+    /// The operation needs something the connection lacks, e.g. a datagram stream to a peer
+    /// without QUIC datagram support.
+    FailedPrecondition,
     /// The caller did not prove who it is.
     Unauthenticated,
     /// The connection is gone or going away; the call may be retried elsewhere.
@@ -44,6 +47,7 @@ impl Code {
             Code::NotFound => StatusCode::NotFound,
             Code::PermissionDenied => StatusCode::PermissionDenied,
             Code::ResourceExhausted => StatusCode::ResourceExhausted,
+            Code::FailedPrecondition => StatusCode::FailedPrecondition,
             Code::Unauthenticated => StatusCode::Unauthenticated,
             Code::Unavailable => StatusCode::Unavailable,
             Code::Internal => StatusCode::Internal,
@@ -62,6 +66,7 @@ impl Code {
             StatusCode::NotFound => Code::NotFound,
             StatusCode::PermissionDenied => Code::PermissionDenied,
             StatusCode::ResourceExhausted => Code::ResourceExhausted,
+            StatusCode::FailedPrecondition => Code::FailedPrecondition,
             StatusCode::Unauthenticated => Code::Unauthenticated,
             StatusCode::Unavailable => Code::Unavailable,
             StatusCode::Internal => Code::Internal,
@@ -78,6 +83,7 @@ impl Code {
             Code::NotFound => "NOT_FOUND",
             Code::PermissionDenied => "PERMISSION_DENIED",
             Code::ResourceExhausted => "RESOURCE_EXHAUSTED",
+            Code::FailedPrecondition => "FAILED_PRECONDITION",
             Code::Unauthenticated => "UNAUTHENTICATED",
             Code::Unavailable => "UNAVAILABLE",
             Code::Internal => "INTERNAL",
@@ -163,6 +169,11 @@ impl Status {
         Status::new(Code::ResourceExhausted, message)
     }
 
+    /// [`Code::FailedPrecondition`] with a message.
+    pub fn failed_precondition(message: impl Into<String>) -> Status {
+        Status::new(Code::FailedPrecondition, message)
+    }
+
     /// [`Code::Unauthenticated`] with a message.
     pub fn unauthenticated(message: impl Into<String>) -> Status {
         Status::new(Code::Unauthenticated, message)
@@ -190,7 +201,7 @@ impl From<prost::DecodeError> for Status {
 mod tests {
     use super::*;
 
-    const ALL: [Code; 10] = [
+    const ALL: [Code; 11] = [
         Code::Ok,
         Code::Cancelled,
         Code::InvalidArgument,
@@ -198,6 +209,7 @@ mod tests {
         Code::NotFound,
         Code::PermissionDenied,
         Code::ResourceExhausted,
+        Code::FailedPrecondition,
         Code::Unauthenticated,
         Code::Unavailable,
         Code::Internal,
@@ -206,7 +218,7 @@ mod tests {
     #[test]
     fn numbers_are_grpcs_and_round_trip() {
         let numbers: Vec<u32> = ALL.iter().map(|c| c.as_u32()).collect();
-        assert_eq!(numbers, [0, 1, 3, 4, 5, 7, 8, 16, 14, 13]);
+        assert_eq!(numbers, [0, 1, 3, 4, 5, 7, 8, 9, 16, 14, 13]);
         for code in ALL {
             assert_eq!(Code::from_u32(code.as_u32()), Some(code));
         }

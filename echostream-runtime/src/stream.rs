@@ -18,7 +18,6 @@ use crate::call::{CallContext, CallKind, Metadata};
 use crate::codec::Encoder;
 use crate::io::{FrameReader, ReadFrameError, status_from_stream_code};
 use crate::jitter::Played;
-use crate::keepalive;
 use crate::panic::catch_unwind_future;
 use crate::proto::v1::{self, ErrorCode, Frame, StreamFrame, StreamOpen, frame::Payload};
 use crate::protocol::STREAM_STREAM;
@@ -207,7 +206,7 @@ pub(crate) struct StreamOut {
 /// A frame waiting in a stream's queue.
 #[derive(Debug)]
 struct Pending {
-    timestamp: i64,
+    timestamp: u64,
     data: Bytes,
     /// Frames refused just before this one: its seq skips that many.
     gap: u64,
@@ -238,9 +237,10 @@ impl StreamSender {
         &self.out.name
     }
 
-    /// Queues `data` as the next frame, stamped with the current wall clock. Returns at once.
+    /// Queues `data` as the next frame, stamped with the endpoint's clock. Returns at once.
     pub async fn send(&self, data: Bytes) -> Result<(), Status> {
-        self.send_at(keepalive::wall_clock_us(), data).await
+        let now = self.out.session.clock().now_micros();
+        self.send_at(now, data).await
     }
 
     /// Queues `data` as the next frame with the given timestamp (microseconds since the Unix
@@ -250,7 +250,7 @@ impl StreamSender {
     /// `RESOURCE_EXHAUSTED` if the queue is full (the frame is dropped and counted) or the
     /// frame exceeds the peer's limit, `NOT_FOUND` if the peer refused the stream, `UNAVAILABLE`
     /// once the session is closed, `CANCELLED` after `finish`.
-    pub async fn send_at(&self, timestamp: i64, data: Bytes) -> Result<(), Status> {
+    pub async fn send_at(&self, timestamp: u64, data: Bytes) -> Result<(), Status> {
         let out = &*self.out;
         if let Some(status) = out.failed.get() {
             return Err(status.clone());
@@ -630,7 +630,7 @@ pub(crate) async fn read(session: Session, mut reader: FrameReader) {
         let frame = Played {
             payload: frame.data,
             seq: frame.seq,
-            timestamp: u64::try_from(frame.timestamp).unwrap_or(0),
+            timestamp: frame.timestamp,
             playout: Instant::now(),
             lost_before,
         };

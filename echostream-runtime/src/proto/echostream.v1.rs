@@ -66,29 +66,29 @@ pub struct Hello {
     #[prost(uint32, tag = "4")]
     pub max_concurrent_calls: u32,
 }
-/// A keepalive probe that also samples the clocks (NTP's four-timestamp exchange).
+/// A keepalive probe that also samples the clocks (NTP's four-timestamp exchange). All timestamps of
+/// the protocol are unsigned: microseconds since the Unix epoch on the clock of the peer that took
+/// them (a clock set before 1970 reads as 0).
 #[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct Ping {
-    /// Origin timestamp: the sender's wall clock when it sent the ping, in microseconds since the
-    /// Unix epoch.
-    #[prost(int64, tag = "1")]
-    pub t1: i64,
+    /// Origin timestamp: the sender's wall clock when it sent the ping.
+    #[prost(uint64, tag = "1")]
+    pub t1: u64,
 }
 /// The answer to a Ping, sent as soon as the ping is read.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct Pong {
     /// The ping's t1, echoed unchanged.
-    #[prost(int64, tag = "1")]
-    pub t1: i64,
-    /// Receive timestamp: the answering peer's wall clock when the ping arrived (microseconds since
-    /// the Unix epoch).
-    #[prost(int64, tag = "2")]
-    pub t2: i64,
+    #[prost(uint64, tag = "1")]
+    pub t1: u64,
+    /// Receive timestamp: the answering peer's wall clock when the ping arrived.
+    #[prost(uint64, tag = "2")]
+    pub t2: u64,
     /// Transmit timestamp: the answering peer's wall clock when it sent this pong. The pinging peer
-    /// takes t4 when the pong arrives: round-trip delay = (t4 - t1) - (t3 - t2), clock offset =
-    /// ((t2 - t1) + (t3 - t4)) / 2.
-    #[prost(int64, tag = "3")]
-    pub t3: i64,
+    /// takes t4 when the pong arrives: round-trip delay = (t4 - t1) - (t3 - t2), clock offset of the
+    /// answering peer = ((t2 - t1) + (t3 - t4)) / 2.
+    #[prost(uint64, tag = "3")]
+    pub t3: u64,
 }
 /// The sender is shutting down: it accepts no new calls, lets calls in flight finish, then closes
 /// the connection with ERROR_CODE_SHUTDOWN.
@@ -177,8 +177,8 @@ pub struct StreamFrame {
     #[prost(uint64, tag = "2")]
     pub seq: u64,
     /// When the frame was produced, in microseconds since the Unix epoch on the sender's clock.
-    #[prost(int64, tag = "3")]
-    pub timestamp: i64,
+    #[prost(uint64, tag = "3")]
+    pub timestamp: u64,
     /// The frame's bytes, encoded by the application.
     #[prost(bytes = "bytes", tag = "4")]
     pub data: ::prost::bytes::Bytes,
@@ -231,6 +231,9 @@ pub enum StatusCode {
     PermissionDenied = 7,
     /// A limit was hit (concurrent calls, queue size, frame size).
     ResourceExhausted = 8,
+    /// The operation needs something the connection lacks, e.g. a datagram stream to a peer (or from
+    /// an endpoint) without QUIC datagram support.
+    FailedPrecondition = 9,
     /// The handler failed unexpectedly (e.g. it panicked).
     Internal = 13,
     /// The connection is gone or going away; the call may be retried elsewhere.
@@ -252,6 +255,7 @@ impl StatusCode {
             Self::NotFound => "STATUS_CODE_NOT_FOUND",
             Self::PermissionDenied => "STATUS_CODE_PERMISSION_DENIED",
             Self::ResourceExhausted => "STATUS_CODE_RESOURCE_EXHAUSTED",
+            Self::FailedPrecondition => "STATUS_CODE_FAILED_PRECONDITION",
             Self::Internal => "STATUS_CODE_INTERNAL",
             Self::Unavailable => "STATUS_CODE_UNAVAILABLE",
             Self::Unauthenticated => "STATUS_CODE_UNAUTHENTICATED",
@@ -267,6 +271,7 @@ impl StatusCode {
             "STATUS_CODE_NOT_FOUND" => Some(Self::NotFound),
             "STATUS_CODE_PERMISSION_DENIED" => Some(Self::PermissionDenied),
             "STATUS_CODE_RESOURCE_EXHAUSTED" => Some(Self::ResourceExhausted),
+            "STATUS_CODE_FAILED_PRECONDITION" => Some(Self::FailedPrecondition),
             "STATUS_CODE_INTERNAL" => Some(Self::Internal),
             "STATUS_CODE_UNAVAILABLE" => Some(Self::Unavailable),
             "STATUS_CODE_UNAUTHENTICATED" => Some(Self::Unauthenticated),
@@ -282,7 +287,8 @@ pub enum StreamType {
     Control = 0,
     /// Events, in the order the sender emitted them. At most one per direction.
     Events = 1,
-    /// One named real-time stream: a StreamOpen frame, then its StreamFrames.
+    /// One named real-time stream: a StreamOpen frame, then its StreamFrames (none for a datagram
+    /// stream, whose frames travel as QUIC datagrams while this stream stays open).
     Stream = 2,
 }
 impl StreamType {

@@ -3,6 +3,7 @@
 //!
 //! One test binary (so quinn and rustls link once), one module per area.
 
+mod clock;
 mod common;
 mod events;
 mod lifecycle;
