@@ -309,19 +309,24 @@ impl DatagramHeader {
     }
 }
 
-/// Cuts `payload` into datagrams of at most `max_datagram_size` bytes (pass quinn's
-/// `Connection::max_datagram_size()` of the moment: it changes as the path MTU is discovered).
-///
-/// A frame that fits travels whole, without fragment fields. `max_frame_bytes` is the stream's
-/// limit: a larger frame is refused, as is one that would need more than [`MAX_FRAGMENTS`]
-/// fragments at this size. The returned iterator writes every datagram into one buffer
-/// allocated here, so sending a frame costs one allocation and one copy of the payload.
-pub fn fragment(
+/// How a frame of a given length is cut into datagrams, computed without touching its bytes:
+/// what a sender needs to decide (pace, drop) before paying for the copy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FragmentPlan {
+    /// How many datagrams the frame takes (1: sent whole, without fragment fields).
+    pub count: usize,
+    /// The total bytes of all datagrams, headers included.
+    pub wire_len: usize,
+}
+
+/// Plans how a frame of `len` bytes is cut into datagrams of at most `max_datagram_size`
+/// bytes. Errors as [`fragment`].
+pub fn plan(
     frame: FrameId,
-    payload: &[u8],
+    len: usize,
     max_datagram_size: usize,
     max_frame_bytes: usize,
-) -> Result<Fragments<'_>, FragmentError> {
+) -> Result<FragmentPlan, FragmentError> {
     for (field, value) in [
         ("stream id", frame.stream_id),
         ("seq", frame.seq),
@@ -331,7 +336,6 @@ pub fn fragment(
             return Err(FragmentError::ValueTooLarge { field, value });
         }
     }
-    let len = payload.len();
     if len > max_frame_bytes {
         return Err(FragmentError::FrameTooLarge {
             len,
@@ -344,12 +348,9 @@ pub fn fragment(
     };
     let whole_header = whole.encoded_len();
     if whole_header + len <= max_datagram_size {
-        return Ok(Fragments {
-            frame,
-            payload,
+        return Ok(FragmentPlan {
             count: 1,
-            next: 0,
-            buf: BytesMut::with_capacity(whole_header + len),
+            wire_len: whole_header + len,
         });
     }
     // The fragment header grows with the varints of the frame length and the count; find the
@@ -376,17 +377,34 @@ pub fn fragment(
             // Exact size: every header but the index is the same length; indices below 64
             // take one byte, the rest two (MAX_FRAGMENTS keeps them within two).
             let index_bytes = count.min(64) + 2 * count.saturating_sub(64);
-            let wire = count * (header - varint_len((count - 1) as u64)) + index_bytes + len;
-            return Ok(Fragments {
-                frame,
-                payload,
-                count,
-                next: 0,
-                buf: BytesMut::with_capacity(wire),
-            });
+            let wire_len = count * (header - varint_len((count - 1) as u64)) + index_bytes + len;
+            return Ok(FragmentPlan { count, wire_len });
         }
         count = needed;
     }
+}
+
+/// Cuts `payload` into datagrams of at most `max_datagram_size` bytes (pass quinn's
+/// `Connection::max_datagram_size()` of the moment: it changes as the path MTU is discovered).
+///
+/// A frame that fits travels whole, without fragment fields. `max_frame_bytes` is the stream's
+/// limit: a larger frame is refused, as is one that would need more than [`MAX_FRAGMENTS`]
+/// fragments at this size. The returned iterator writes every datagram into one buffer
+/// allocated here, so sending a frame costs one allocation and one copy of the payload.
+pub fn fragment(
+    frame: FrameId,
+    payload: &[u8],
+    max_datagram_size: usize,
+    max_frame_bytes: usize,
+) -> Result<Fragments<'_>, FragmentError> {
+    let plan = plan(frame, payload.len(), max_datagram_size, max_frame_bytes)?;
+    Ok(Fragments {
+        frame,
+        payload,
+        count: plan.count,
+        next: 0,
+        buf: BytesMut::with_capacity(plan.wire_len),
+    })
 }
 
 /// The datagrams of one frame, produced by [`fragment`]. Each item is ready for
@@ -530,6 +548,15 @@ pub struct ReassemblyStats {
 
 type Key = (u64, u64);
 
+/// The stream and seq of a frame, as reported by [`Reassembler::expire_with`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct FrameKey {
+    /// The stream the frame belongs to.
+    pub stream_id: u64,
+    /// The frame's sequence number.
+    pub seq: u64,
+}
+
 #[derive(Debug)]
 struct Partial {
     generation: u64,
@@ -585,6 +612,12 @@ impl Reassembler {
         self.stream_limits.insert(stream_id, max_frame_bytes);
     }
 
+    /// Forgets the limit of `stream_id` (the stream ended); its frames meet
+    /// [`ReassemblerConfig::max_frame_bytes`] again.
+    pub fn clear_stream_limit(&mut self, stream_id: u64) {
+        self.stream_limits.remove(&stream_id);
+    }
+
     /// The counters so far.
     pub fn stats(&self) -> ReassemblyStats {
         self.stats
@@ -593,6 +626,11 @@ impl Reassembler {
     /// How many frames are partially reassembled now.
     pub fn partial_frames(&self) -> usize {
         self.partial.len()
+    }
+
+    /// How many frames of `stream_id` are partially reassembled now.
+    pub fn partial_frames_of(&self, stream_id: u64) -> usize {
+        self.partial.keys().filter(|(s, _)| *s == stream_id).count()
     }
 
     /// How many bytes partial frames hold now.
@@ -609,6 +647,11 @@ impl Reassembler {
 
     /// Drops the partial frames whose timeout passed at `now`, counting them; returns how many.
     pub fn expire(&mut self, now: Instant) -> usize {
+        self.expire_with(now, |_| {})
+    }
+
+    /// [`Reassembler::expire`], telling `dropped` the stream and seq of each frame dropped.
+    pub fn expire_with(&mut self, now: Instant, mut dropped_frame: impl FnMut(FrameKey)) -> usize {
         let mut dropped = 0;
         while let Some(&(key, generation, at)) = self.deadlines.front() {
             if self.is_stale(key, generation) {
@@ -622,6 +665,10 @@ impl Reassembler {
             self.remove_partial(key);
             self.stats.timed_out += 1;
             dropped += 1;
+            dropped_frame(FrameKey {
+                stream_id: key.0,
+                seq: key.1,
+            });
             tracing::debug!(
                 stream_id = key.0,
                 seq = key.1,
@@ -876,6 +923,23 @@ mod tests {
     }
 
     #[test]
+    fn the_plan_is_what_fragmenting_produces() {
+        for len in [0, 1, 500, 1_186, 1_187, 5_000, 100_000, 1 << 20] {
+            for mtu in [1_200, 1_452, 300] {
+                let data = payload(len);
+                let plan = plan(ID, len, mtu, 1 << 20).unwrap();
+                let d: Vec<Bytes> = fragment(ID, &data, mtu, 1 << 20).unwrap().collect();
+                assert_eq!(plan.count, d.len(), "{len} at {mtu}");
+                assert_eq!(plan.wire_len, d.iter().map(Bytes::len).sum::<usize>());
+            }
+        }
+        assert_eq!(
+            plan(ID, 11, 1_200, 10),
+            Err(FragmentError::FrameTooLarge { len: 11, max: 10 })
+        );
+    }
+
+    #[test]
     fn large_frame_is_split_into_balanced_fragments_that_fit() {
         let data = payload(100_000);
         for mtu in [1200, 1452, 1_000, 64, 30] {
@@ -1049,7 +1113,18 @@ mod tests {
         }
         assert_eq!(r.next_deadline(), Some(t0 + Duration::from_millis(100)));
         assert_eq!(r.expire(t0 + Duration::from_millis(99)), 0);
-        assert_eq!(r.expire(t0 + Duration::from_millis(100)), 1);
+        let mut dropped = Vec::new();
+        assert_eq!(
+            r.expire_with(t0 + Duration::from_millis(100), |key| dropped.push(key)),
+            1
+        );
+        assert_eq!(
+            dropped,
+            [FrameKey {
+                stream_id: ID.stream_id,
+                seq: ID.seq
+            }]
+        );
         assert_eq!(r.stats().timed_out, 1);
         assert_eq!((r.partial_frames(), r.buffered_bytes()), (0, 0));
         assert_eq!(r.next_deadline(), None);

@@ -60,6 +60,9 @@ pub struct JitterConfig {
     pub adaptive: Option<AdaptiveDelay>,
     /// The most frames held at once; the oldest is dropped beyond it.
     pub capacity: usize,
+    /// The most payload bytes held at once, as given to [`JitterBuffer::push_sized`]; the
+    /// oldest frames are dropped beyond it.
+    pub max_bytes: usize,
     /// Arrival-based mode: how far back the minimum transit is taken from.
     pub base_window: Duration,
     /// A seq this far ahead of the next expected one means the sender restarted.
@@ -74,6 +77,7 @@ impl Default for JitterConfig {
             target_delay: Duration::from_millis(80),
             adaptive: None,
             capacity: 512,
+            max_bytes: usize::MAX,
             base_window: Duration::from_secs(2),
             max_seq_jump: 3_000,
             reset_after_discards: 64,
@@ -129,6 +133,8 @@ pub struct Played<T> {
     pub timestamp: u64,
     /// The local instant it was scheduled to play at.
     pub playout: Instant,
+    /// The local instant it arrived (never after `playout`: late frames are not played).
+    pub arrival: Instant,
     /// How many frames were skipped just before this one (never arrived, arrived late, or
     /// dropped on overflow): a cue for concealment.
     pub lost_before: u64,
@@ -142,6 +148,7 @@ impl<T> Played<T> {
             seq: self.seq,
             timestamp: self.timestamp,
             playout: self.playout,
+            arrival: self.arrival,
             lost_before: self.lost_before,
         }
     }
@@ -153,6 +160,7 @@ impl<T> Played<T> {
             seq: self.seq,
             timestamp: self.timestamp,
             playout: self.playout,
+            arrival: self.arrival,
             lost_before: self.lost_before,
         })
     }
@@ -187,7 +195,7 @@ pub struct JitterStats {
     pub duplicate: u64,
     /// Frames that arrived after a higher seq (put back in order).
     pub reordered: u64,
-    /// Frames dropped because the buffer was full.
+    /// Frames dropped because the buffer was full (frames or bytes).
     pub overflow: u64,
     /// Frames discarded when a sender restart reset the buffer.
     pub flushed: u64,
@@ -208,6 +216,7 @@ struct Entry<T> {
     /// `None` marks a seq that arrived but will not play (late, or dropped on overflow): it
     /// keeps its place so that it is not counted lost.
     payload: Option<T>,
+    size: usize,
     timestamp: u64,
     playout_us: i64,
     arrival_us: i64,
@@ -292,6 +301,8 @@ pub struct JitterBuffer<T> {
     queue: BTreeMap<u64, Entry<T>>,
     /// Real (playable) frames in `queue`.
     held: usize,
+    /// Their sizes, as given to `push_sized`.
+    held_bytes: usize,
     /// The next seq to play; `None` until the first release (or after a reset).
     next_seq: Option<u64>,
     highest_seq: Option<u64>,
@@ -322,6 +333,7 @@ impl<T> JitterBuffer<T> {
             epoch: None,
             queue: BTreeMap::new(),
             held: 0,
+            held_bytes: 0,
             next_seq: None,
             highest_seq: None,
             last_played_ts: None,
@@ -335,6 +347,14 @@ impl<T> JitterBuffer<T> {
             discards_in_a_row: 0,
             stats: JitterStats::default(),
             config,
+        }
+    }
+
+    /// Declares that the stream starts at `seq` (a protocol where streams start at 0, say), so
+    /// that frames before the first one received count as lost. Call before the first push.
+    pub fn start_at(&mut self, seq: u64) {
+        if self.stats.received == 0 {
+            self.next_seq = Some(seq);
         }
     }
 
@@ -381,6 +401,19 @@ impl<T> JitterBuffer<T> {
     /// Takes a frame that arrived at local time `arrival`, with its seq and its sender's
     /// timestamp (µs since the UNIX epoch, sender clock).
     pub fn push(&mut self, seq: u64, timestamp: u64, payload: T, arrival: Instant) -> Pushed {
+        self.push_sized(seq, timestamp, payload, 0, arrival)
+    }
+
+    /// [`JitterBuffer::push`] of a frame weighing `size` bytes against
+    /// [`JitterConfig::max_bytes`].
+    pub fn push_sized(
+        &mut self,
+        seq: u64,
+        timestamp: u64,
+        payload: T,
+        size: usize,
+        arrival: Instant,
+    ) -> Pushed {
         let epoch = *self.epoch.get_or_insert(arrival);
         let arrival_us = micros_since(epoch, arrival);
         self.stats.received += 1;
@@ -435,6 +468,7 @@ impl<T> JitterBuffer<T> {
 
         let mut entry = Entry {
             payload: Some(payload),
+            size,
             timestamp,
             playout_us,
             arrival_us,
@@ -444,26 +478,34 @@ impl<T> JitterBuffer<T> {
             self.stats.late += 1;
             entry.payload = None;
             outcome = Pushed::Late;
-        } else if self.held >= self.config.capacity.max(1) {
-            self.stats.overflow += 1;
-            let oldest = self
-                .queue
-                .iter_mut()
-                .find(|(_, e)| e.payload.is_some())
-                .filter(|(s, _)| **s < seq);
-            match oldest {
-                Some((_, e)) => {
-                    e.payload = None;
-                    self.held -= 1;
-                }
-                None => {
-                    entry.payload = None;
-                    outcome = Pushed::Overflow;
+        } else {
+            // Make room, oldest first; a frame older than every held one is itself the oldest.
+            while self.held >= self.config.capacity.max(1)
+                || (self.held > 0 && self.held_bytes.saturating_add(size) > self.config.max_bytes)
+            {
+                self.stats.overflow += 1;
+                let oldest = self
+                    .queue
+                    .iter_mut()
+                    .find(|(_, e)| e.payload.is_some())
+                    .filter(|(s, _)| **s < seq);
+                match oldest {
+                    Some((_, e)) => {
+                        e.payload = None;
+                        self.held -= 1;
+                        self.held_bytes -= e.size;
+                    }
+                    None => {
+                        entry.payload = None;
+                        outcome = Pushed::Overflow;
+                        break;
+                    }
                 }
             }
         }
         if entry.payload.is_some() {
             self.held += 1;
+            self.held_bytes += size;
         }
         self.queue.insert(seq, entry);
         outcome
@@ -496,6 +538,7 @@ impl<T> JitterBuffer<T> {
                 Some(payload) => {
                     self.mark(seq, Passed::Played);
                     self.held -= 1;
+                    self.held_bytes -= e.size;
                     let lost_before = self.skipped + gap;
                     self.skipped = 0;
                     self.stats.played += 1;
@@ -507,6 +550,7 @@ impl<T> JitterBuffer<T> {
                         seq,
                         timestamp: e.timestamp,
                         playout: instant_at(epoch, e.playout_us),
+                        arrival: instant_at(epoch, e.arrival_us),
                         lost_before,
                     });
                 }
@@ -583,6 +627,7 @@ impl<T> JitterBuffer<T> {
         tracing::debug!(flushed = self.held, "jitter buffer reset: sender restarted");
         self.queue.clear();
         self.held = 0;
+        self.held_bytes = 0;
         self.next_seq = None;
         self.highest_seq = None;
         self.last_played_ts = None;
@@ -772,6 +817,48 @@ mod tests {
             b.push(0, ts(0), 0, t0 + Duration::from_secs(2)),
             Pushed::Duplicate
         );
+    }
+
+    #[test]
+    fn a_known_start_counts_the_frames_before_the_first_received_as_lost() {
+        let t0 = Instant::now();
+        let mut b = buffer(50);
+        b.start_at(0);
+        b.push(3, ts(3), 3, t0);
+        let played = drain(&mut b, t0 + Duration::from_secs(1));
+        assert_eq!((played[0].seq, played[0].lost_before), (3, 3));
+        assert_eq!(b.stats().lost, 3);
+        // Without it, the first frame received is the start.
+        let mut b = buffer(50);
+        b.push(3, ts(3), 3, t0);
+        let played = drain(&mut b, t0 + Duration::from_secs(1));
+        assert_eq!((played[0].lost_before, b.stats().lost), (0, 0));
+    }
+
+    #[test]
+    fn the_byte_budget_drops_the_oldest_frames_until_the_new_one_fits() {
+        let t0 = Instant::now();
+        let mut b = JitterBuffer::new(JitterConfig {
+            max_bytes: 100,
+            ..JitterConfig::with_target(500 * MS)
+        });
+        for s in 0..3 {
+            assert_eq!(b.push_sized(s, ts(s), s, 40, t0), Pushed::Queued);
+        }
+        // Three frames of 40 bytes do not fit in 100: the oldest made room for the third. A
+        // frame over the whole budget evicts everything older and is then held alone.
+        let s = b.stats();
+        assert_eq!((s.overflow, s.buffered), (1, 2));
+        assert_eq!(b.push_sized(3, ts(3), 3, 150, t0), Pushed::Queued);
+        let s = b.stats();
+        assert_eq!((s.overflow, s.buffered), (3, 1));
+        let played = drain(&mut b, t0 + Duration::from_secs(2));
+        assert_eq!(played.len(), 1);
+        assert_eq!((played[0].seq, played[0].lost_before), (3, 3));
+        assert_eq!(played[0].arrival, t0);
+        assert!(played[0].playout > played[0].arrival);
+        // Room again once played.
+        assert_eq!(b.push_sized(4, ts(4), 4, 100, t0 + 2 * MS), Pushed::Queued);
     }
 
     #[test]

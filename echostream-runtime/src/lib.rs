@@ -46,6 +46,7 @@ pub mod middleware;
 pub mod netsim;
 pub mod pacer;
 mod panic;
+pub mod playout;
 pub mod plugin;
 pub mod proto;
 pub mod protocol;
@@ -58,6 +59,7 @@ pub mod state;
 pub mod status;
 pub mod stream;
 pub mod tls;
+pub mod unreliable;
 
 pub use call::{CallContext, CallKind, CallOptions, Metadata};
 pub use client::{Client, ClientBuilder};
@@ -66,6 +68,7 @@ pub use context::Context;
 pub use error::{CloseReason, Error};
 pub use jitter::Played;
 pub use middleware::Middleware;
+pub use playout::{Playout, ReceiveStats};
 pub use plugin::Plugin;
 pub use proto::v1::{EventPack, Frame, RpcRequest, RpcResponse, StreamFrame, frame::Payload};
 pub use router::{EventHandler, Router, RpcHandler, Service, StreamHandler};
@@ -74,9 +77,7 @@ pub use session::{Session, SessionStats};
 pub use sessions::{Broadcast, Sessions};
 pub use state::State;
 pub use status::{Code, Status};
-pub use stream::{
-    Delivery, Playout, StreamEnd, StreamInfo, StreamOptions, StreamSender, StreamStats,
-};
+pub use stream::{Delivery, StreamEnd, StreamInfo, StreamOptions, StreamSender, StreamStats};
 
 /// Re-exported so generated code and applications need only this crate.
 pub use async_trait::async_trait;

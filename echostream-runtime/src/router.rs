@@ -16,10 +16,11 @@ use bytes::Bytes;
 use prost::Message;
 
 use crate::jitter::Played;
+use crate::playout::Playout;
 use crate::proto::v1::{EventPack, RpcRequest};
 use crate::session::Session;
 use crate::status::Status;
-use crate::stream::{Playout, StreamEnd, StreamInfo};
+use crate::stream::{StreamEnd, StreamInfo};
 
 /// Serves one RPC method.
 #[async_trait]
@@ -255,6 +256,24 @@ impl Router {
     {
         self.add_stream(StreamFn {
             name: name.into(),
+            playout: Playout::on_arrival(),
+            f,
+        })
+    }
+
+    /// Registers an async closure as the handler of the streams named `name`, called per frame
+    /// as `playout` says (e.g. through a jitter buffer).
+    ///
+    /// # Panics
+    /// As [`Router::add_stream`].
+    pub fn stream_with_playout<F, Fut>(&mut self, name: &str, playout: Playout, f: F) -> &mut Router
+    where
+        F: Fn(Session, StreamInfo, Played<Bytes>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        self.add_stream(StreamFn {
+            name: name.into(),
+            playout,
             f,
         })
     }
@@ -376,6 +395,7 @@ where
 
 struct StreamFn<F> {
     name: Box<str>,
+    playout: Playout,
     f: F,
 }
 
@@ -387,6 +407,10 @@ where
 {
     fn name(&self) -> &str {
         &self.name
+    }
+
+    fn playout(&self) -> Playout {
+        self.playout
     }
 
     async fn handle(&self, session: &Session, stream: &StreamInfo, frame: Played<Bytes>) {

@@ -17,7 +17,7 @@ use tokio::sync::{Notify, watch};
 use tokio::time::Instant;
 
 use crate::call::{CallContext, CallKind, CallOptions, Metadata};
-use crate::clock::{Clock, ClockEstimate, ClockSync};
+use crate::clock::{Clock, ClockEstimate, ClockMapping, ClockSync};
 use crate::codec::{EncodedFrame, Encoder};
 use crate::context::Context;
 use crate::endpoint::Shared;
@@ -32,8 +32,9 @@ use crate::protocol::{self, PeerHello, STREAM_CONTROL, STREAM_EVENTS, STREAM_STR
 use crate::queue::{OutQueue, PushError};
 use crate::state::State;
 use crate::status::{Code, Status};
-use crate::stream::{self, StreamOptions, StreamOut, StreamSender};
+use crate::stream::{self, StreamInfo, StreamOptions, StreamOut, StreamSender};
 use crate::tls::PeerIdentity;
+use crate::unreliable::Datagrams;
 
 /// How many calls the accept loop takes in before yielding to the other tasks of its runtime.
 const ACCEPT_BUDGET: u32 = 16;
@@ -71,6 +72,10 @@ pub(crate) struct Inner {
     events: Arc<OutQueue<Frame>>,
     control: Arc<OutQueue<Frame>>,
     pub(crate) streams: Mutex<HashMap<u64, Weak<StreamOut>>>,
+    /// The peer's streams being received, by id.
+    pub(crate) inbound_streams: Mutex<HashMap<u64, StreamInfo>>,
+    /// Datagram streams: pacing and sending, reassembly and routing.
+    pub(crate) datagrams: Datagrams,
     groups: Mutex<BTreeSet<String>>,
     /// The peer sent a go-away: no new calls to it.
     peer_going_away: AtomicBool,
@@ -141,6 +146,18 @@ pub struct SessionStats {
     pub stream_frames_dropped: u64,
     /// Named streams of the peer refused for want of a handler (or by middleware).
     pub streams_refused: u64,
+    /// QUIC datagrams sent by datagram streams (a fragmented frame counts one per fragment).
+    pub datagrams_sent: u64,
+    /// QUIC datagrams received.
+    pub datagrams_received: u64,
+    /// Datagram frames of the peer dropped incomplete: a fragment missing after the reassembly
+    /// timeout, evicted under the reassembly memory limits, or inconsistent fragments.
+    pub datagram_frames_incomplete: u64,
+    /// Datagrams of the peer refused as malformed or too large for their stream.
+    pub datagrams_malformed: u64,
+    /// Complete datagram frames of the peer for no open stream (never announced in time,
+    /// refused or ended), dropped.
+    pub datagram_frames_unrouted: u64,
     /// Frames dropped or failed by middleware, both directions.
     pub middleware_dropped: u64,
 }
@@ -160,6 +177,7 @@ impl Session {
         control_recv: FrameReader,
     ) -> Session {
         let config = &shared.config;
+        let config_datagrams = config.datagrams;
         let session = Session {
             inner: Arc::new(Inner {
                 id: shared.sessions.next_id(),
@@ -184,6 +202,8 @@ impl Session {
                     bytes: 64 * 1024,
                 })),
                 streams: Mutex::new(HashMap::new()),
+                inbound_streams: Mutex::new(HashMap::new()),
+                datagrams: Datagrams::new(config),
                 groups: Mutex::new(BTreeSet::new()),
                 peer_going_away: AtomicBool::new(false),
                 going_away: AtomicBool::new(false),
@@ -208,6 +228,9 @@ impl Session {
         tokio::spawn(session.clone().read_control(control_recv));
         tokio::spawn(session.clone().write_control(control_send));
         tokio::spawn(session.clone().write_events());
+        if config_datagrams {
+            tokio::spawn(crate::unreliable::receive(session.clone()));
+        }
         crate::plugin::notify(&session.inner.shared.plugins, "on_new_session", |p| {
             p.on_new_session(&session)
         });
@@ -428,6 +451,18 @@ impl Session {
         }
     }
 
+    /// The peer's streams this side is receiving now, with their statistics.
+    pub fn inbound_streams(&self) -> Vec<StreamInfo> {
+        let streams = self
+            .inner
+            .inbound_streams
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let mut list: Vec<StreamInfo> = streams.values().cloned().collect();
+        list.sort_by_key(StreamInfo::id);
+        list
+    }
+
     /// The smoothed round-trip time measured by keepalive pings, once one was answered.
     pub fn rtt(&self) -> Option<Duration> {
         self.inner.timing().rtt.smoothed()
@@ -454,6 +489,19 @@ impl Session {
     /// The clock this endpoint reads (see the builders' `clock`).
     pub fn clock(&self) -> &Arc<dyn Clock> {
         &self.inner.shared.clock
+    }
+
+    /// The mapping of the peer's timestamps into the local clock, once synced; with the clock
+    /// generation it was taken at.
+    pub(crate) fn clock_mapping(&self) -> (u64, Option<ClockMapping>) {
+        let generation = self.inner.clock_generation.load(Relaxed);
+        let timing = self.inner.timing();
+        let mapping = timing
+            .sync
+            .is_synced()
+            .then(|| timing.sync.mapping(&*self.inner.shared.clock))
+            .flatten();
+        (generation, mapping)
     }
 
     /// The certificate identity the peer proved in the TLS handshake; `None` if it presented no
@@ -558,6 +606,7 @@ impl Session {
     /// What the session did and dropped so far.
     pub fn stats(&self) -> SessionStats {
         let c = &self.inner.counters;
+        let d = self.inner.datagrams.counters();
         SessionStats {
             calls_sent: c.calls_sent.load(Relaxed),
             calls_received: c.calls_received.load(Relaxed),
@@ -572,6 +621,11 @@ impl Session {
             stream_frames_received: c.stream_frames_received.load(Relaxed),
             stream_frames_dropped: c.stream_frames_dropped.load(Relaxed),
             streams_refused: c.streams_refused.load(Relaxed),
+            datagrams_sent: d.sent,
+            datagrams_received: d.received,
+            datagram_frames_incomplete: d.incomplete,
+            datagrams_malformed: d.malformed,
+            datagram_frames_unrouted: d.unrouted,
             middleware_dropped: c.middleware_dropped.load(Relaxed),
         }
     }

@@ -1,35 +1,51 @@
 //! Named real-time streams: [`StreamOptions`] and [`StreamSender`] for the sending side,
 //! [`StreamInfo`] and [`StreamEnd`] for the receiving handler.
 //!
-//! A stream is announced by a `StreamOpen` frame carrying its name, so the receiver routes its
-//! frames to the [`StreamHandler`](crate::StreamHandler) registered under that name. With
-//! [`Delivery::Reliable`], a stream has its own QUIC unidirectional stream: frames arrive
-//! complete and in order, and never delay RPCs, events or other streams.
+//! A stream is announced by a `StreamOpen` frame carrying its name, on a QUIC unidirectional
+//! stream of its own, so the receiver routes it to the [`StreamHandler`](crate::StreamHandler)
+//! registered under that name. With [`Delivery::Reliable`], its frames follow on that QUIC
+//! stream: they arrive complete and in order, and never delay RPCs, events or other streams.
+//! With [`Delivery::Datagram`], its frames travel as QUIC datagrams (see
+//! [`unreliable`](crate::unreliable)) while the announcement stream stays open; closing it ends
+//! the stream. Either way the handler's [`Playout`] decides how frames reach it: on arrival or
+//! through a jitter buffer, with [`ReceiveStats`](crate::ReceiveStats) on [`StreamInfo::stats`].
 
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, OnceLock};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use quinn::{SendStream, VarInt, WriteError};
-use std::sync::atomic::AtomicBool;
 
 use crate::call::{CallContext, CallKind, Metadata};
 use crate::codec::Encoder;
 use crate::io::{FrameReader, ReadFrameError, status_from_stream_code};
 use crate::jitter::Played;
 use crate::panic::catch_unwind_future;
+use crate::playout::{Arrival, Playback, Playout, ReceiveStats, StatsCell};
 use crate::proto::v1::{self, ErrorCode, Frame, StreamFrame, StreamOpen, frame::Payload};
 use crate::protocol::STREAM_STREAM;
 use crate::queue::{OutQueue, PushError, QueueLimits};
+use crate::router::StreamHandler;
 use crate::session::{Session, codec_close_code};
 use crate::status::{Code, Status};
+use crate::unreliable::{self, Lane, RouteCounters};
 
 /// Most frames the writer takes from a stream's queue for one vectored write.
 const WRITE_BATCH: usize = 32;
 
 /// The encoded size of a stream frame's fields other than its data, at most.
 const STREAM_FRAME_OVERHEAD: usize = 48;
+
+/// Most frames a received datagram stream's task takes from its queue at once.
+const RECEIVE_BATCH: usize = 64;
+
+/// How often a finished datagram stream checks whether its last frames are still being
+/// reassembled.
+const LINGER_STEP: Duration = Duration::from_millis(10);
+
+/// How long frames held in a jitter buffer may still play after their stream finished.
+const MAX_DRAIN: Duration = Duration::from_secs(2);
 
 /// How a stream's frames travel.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
@@ -50,32 +66,12 @@ impl Delivery {
             Delivery::Datagram => v1::Delivery::Datagram,
         }
     }
-}
 
-/// How the receiving side plays a stream's frames out to its handler: the handler's
-/// [`StreamHandler::playout`](crate::StreamHandler::playout) chooses it.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Playout {
-    jitter: Option<std::time::Duration>,
-}
-
-impl Playout {
-    /// Each frame is handed over as soon as it arrives.
-    pub fn on_arrival() -> Playout {
-        Playout { jitter: None }
-    }
-
-    /// Frames are held in a jitter buffer and released in seq order at their playout time,
-    /// `target` after they were sent (the schema's `jitter_ms`).
-    pub fn jitter_buffer(target: std::time::Duration) -> Playout {
-        Playout {
-            jitter: Some(target),
+    fn from_wire(delivery: i32) -> Option<Delivery> {
+        match v1::Delivery::try_from(delivery).ok()? {
+            v1::Delivery::Reliable => Some(Delivery::Reliable),
+            v1::Delivery::Datagram => Some(Delivery::Datagram),
         }
-    }
-
-    /// The jitter buffer's target delay, if frames are buffered.
-    pub fn jitter_target(&self) -> Option<std::time::Duration> {
-        self.jitter
     }
 }
 
@@ -101,13 +97,14 @@ impl StreamOptions {
     }
 
     /// Largest `data` of one frame; `send` refuses larger ones with `INVALID_ARGUMENT`. The
-    /// peer is told, for its buffers.
+    /// peer is told, for its buffers. Datagram streams default to 1 MiB.
     pub fn max_frame_bytes(mut self, bytes: u32) -> StreamOptions {
         self.max_frame_bytes = Some(bytes);
         self
     }
 
-    /// Bounds of this stream's send queue (default: the endpoint's `stream_queue`).
+    /// Bounds of this stream's send queue (default: the endpoint's `stream_queue`). Datagram
+    /// streams have no send queue: their frames are paced or dropped as they are sent.
     pub fn queue(mut self, frames: usize, bytes: usize) -> StreamOptions {
         self.queue = Some(QueueLimits {
             frames: frames.max(1),
@@ -132,6 +129,8 @@ pub struct StreamInfo {
     delivery: Delivery,
     max_frame_bytes: u32,
     metadata: Arc<Metadata>,
+    playout: Playout,
+    stats: Arc<StatsCell>,
 }
 
 impl StreamInfo {
@@ -159,13 +158,25 @@ impl StreamInfo {
     pub fn metadata(&self) -> &Metadata {
         &self.metadata
     }
+
+    /// How the frames are played out to the handler (its choice).
+    pub fn playout(&self) -> Playout {
+        self.playout
+    }
+
+    /// What happened to the stream's frames so far: received, played, lost, late, ..., the
+    /// jitter buffer's delays. Up to date as of the last frame in or out.
+    pub fn stats(&self) -> ReceiveStats {
+        self.stats.get()
+    }
 }
 
 /// How a received stream ended.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum StreamEnd {
-    /// The sender finished it; every frame was delivered.
+    /// The sender finished it; every frame was delivered (reliable), or every frame that
+    /// arrived was played (datagram).
     Finished,
     /// The sender reset it with this code; frames after the reset point are lost.
     Reset(u64),
@@ -175,11 +186,13 @@ pub enum StreamEnd {
 
 /// The sending side of an open named stream. Cheap to clone; clones send on the same stream.
 ///
-/// Frames are queued and written by a task of the session, so `send` never waits for the
-/// network. When the queue is full, `send` refuses the frame with `RESOURCE_EXHAUSTED` and
-/// counts it; the next frame that is sent carries a sequence number that leaves a gap, so the
-/// receiver sees the loss. The stream finishes when [`StreamSender::finish`] is called or the
-/// last clone is dropped, after its queued frames are written.
+/// `send` never waits for the network. On a reliable stream, frames are queued and written by a
+/// task of the session; when the queue is full, `send` refuses the frame with
+/// `RESOURCE_EXHAUSTED` and counts it. On a datagram stream, a frame is sent at once, waits a
+/// little for the pacer, or is dropped with `RESOURCE_EXHAUSTED` when the path is congested.
+/// Either way a dropped frame leaves a gap in the sequence numbers, so the receiver sees the
+/// loss. The stream finishes when [`StreamSender::finish`] is called or the last clone is
+/// dropped, after its queued frames are sent.
 #[derive(Clone, Debug)]
 pub struct StreamSender {
     out: Arc<StreamOut>,
@@ -191,16 +204,27 @@ pub(crate) struct StreamOut {
     id: u64,
     name: Arc<str>,
     session: Session,
-    queue: Arc<OutQueue<Pending>>,
     max_frame_bytes: usize,
-    /// Frames refused since the last queued frame: the gap the next one carries.
-    gap: AtomicU64,
+    lane: OutLane,
     sent: AtomicU64,
     dropped: AtomicU64,
     /// Why the stream can no longer send, once it cannot.
-    failed: OnceLock<Status>,
-    /// Set by `abort`: the writer resets the stream instead of finishing it.
-    aborted: Arc<AtomicBool>,
+    failed: Arc<OnceLock<Status>>,
+}
+
+/// How an outbound stream's frames leave.
+#[derive(Debug)]
+enum OutLane {
+    /// Through a queue, to the writer task of its QUIC stream.
+    Reliable {
+        queue: Arc<OutQueue<Pending>>,
+        /// Frames refused since the last queued frame: the gap the next one carries.
+        gap: AtomicU64,
+        /// Set by `abort`: the writer resets the stream instead of finishing it.
+        aborted: Arc<AtomicBool>,
+    },
+    /// As datagrams.
+    Datagram(Lane),
 }
 
 /// A frame waiting in a stream's queue.
@@ -212,14 +236,17 @@ struct Pending {
     gap: u64,
 }
 
-/// What a stream's queue and writer have done.
+/// What an outbound stream has done.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct StreamStats {
     /// Frames written to the connection.
     pub sent: u64,
-    /// Frames refused (full queue) or lost (stream refused or connection closed before writing).
+    /// Frames refused (full queue, congested path) or lost (stream refused or connection
+    /// closed before sending).
     pub dropped: u64,
+    /// QUIC datagrams sent (datagram streams; a fragmented frame counts one per fragment).
+    pub datagrams: u64,
 }
 
 impl StreamSender {
@@ -237,78 +264,91 @@ impl StreamSender {
         &self.out.name
     }
 
-    /// Queues `data` as the next frame, stamped with the endpoint's clock. Returns at once.
+    /// How the stream's frames travel.
+    pub fn delivery(&self) -> Delivery {
+        match self.out.lane {
+            OutLane::Reliable { .. } => Delivery::Reliable,
+            OutLane::Datagram(_) => Delivery::Datagram,
+        }
+    }
+
+    /// Sends `data` as the next frame, stamped with the endpoint's clock. Returns at once.
     pub async fn send(&self, data: Bytes) -> Result<(), Status> {
         let now = self.out.session.clock().now_micros();
         self.send_at(now, data).await
     }
 
-    /// Queues `data` as the next frame with the given timestamp (microseconds since the Unix
-    /// epoch on this side's clock: when the frame was captured). Returns at once.
+    /// Sends `data` as the next frame with the given timestamp (microseconds since the Unix
+    /// epoch on this endpoint's clock: when the frame was captured). Returns at once.
     ///
     /// Errors: `INVALID_ARGUMENT` if `data` exceeds the stream's `max_frame_bytes`,
-    /// `RESOURCE_EXHAUSTED` if the queue is full (the frame is dropped and counted) or the
-    /// frame exceeds the peer's limit, `NOT_FOUND` if the peer refused the stream, `UNAVAILABLE`
-    /// once the session is closed, `CANCELLED` after `finish`.
+    /// `RESOURCE_EXHAUSTED` if the frame is dropped (full queue, congested path; counted) or
+    /// exceeds the peer's limit, the peer's refusal of the stream (`NOT_FOUND` for a name
+    /// without handler), `UNAVAILABLE` once the session is closed, `CANCELLED` after
+    /// `finish`.
     pub async fn send_at(&self, timestamp: u64, data: Bytes) -> Result<(), Status> {
         let out = &*self.out;
-        if let Some(status) = out.failed.get() {
-            return Err(status.clone());
-        }
-        if data.len() > out.max_frame_bytes {
-            return Err(Status::invalid_argument(format!(
-                "frame of {} bytes exceeds the max_frame_bytes of stream {} ({} bytes)",
-                data.len(),
-                out.name,
-                out.max_frame_bytes
-            )));
-        }
-        let size = data.len() + STREAM_FRAME_OVERHEAD;
-        let gap = out.gap.swap(0, Relaxed);
-        match out.queue.push(
-            Pending {
-                timestamp,
-                data,
-                gap,
-            },
-            size,
-        ) {
-            Ok(()) => Ok(()),
-            Err(PushError::Full) => {
-                out.gap.fetch_add(gap + 1, Relaxed);
-                out.count_dropped(1);
-                let limits = out.queue.limits();
-                Err(Status::resource_exhausted(format!(
-                    "queue of stream {} full ({} frames or {} bytes waiting): frame dropped",
-                    out.name, limits.frames, limits.bytes
-                )))
-            }
-            Err(PushError::Closed) => {
-                Err(out.failed.get().cloned().unwrap_or_else(|| {
-                    Status::cancelled(format!("stream {} is finished", out.name))
-                }))
+        match &out.lane {
+            OutLane::Datagram(lane) => unreliable::send(&self.out, lane, timestamp, data).await,
+            OutLane::Reliable { queue, gap, .. } => {
+                if let Some(status) = out.failed.get() {
+                    return Err(status.clone());
+                }
+                out.check_size(&data)?;
+                let size = data.len() + STREAM_FRAME_OVERHEAD;
+                let skipped = gap.swap(0, Relaxed);
+                let pending = Pending {
+                    timestamp,
+                    data,
+                    gap: skipped,
+                };
+                match queue.push(pending, size) {
+                    Ok(()) => Ok(()),
+                    Err(PushError::Full) => {
+                        gap.fetch_add(skipped + 1, Relaxed);
+                        out.count_dropped(1);
+                        let limits = queue.limits();
+                        Err(Status::resource_exhausted(format!(
+                            "queue of stream {} full ({} frames or {} bytes waiting): frame dropped",
+                            out.name, limits.frames, limits.bytes
+                        )))
+                    }
+                    Err(PushError::Closed) => Err(out.failed.get().cloned().unwrap_or_else(|| {
+                        Status::cancelled(format!("stream {} is finished", out.name))
+                    })),
+                }
             }
         }
     }
 
-    /// Finishes the stream: frames already queued are still written, then the receiver's
-    /// handler sees [`StreamEnd::Finished`]. Later sends fail `CANCELLED`.
+    /// Finishes the stream: frames already queued (or waiting for the pacer) are still sent,
+    /// then the receiver's handler sees [`StreamEnd::Finished`]. Later sends fail `CANCELLED`.
     pub fn finish(&self) {
-        self.out.queue.close();
+        match &self.out.lane {
+            OutLane::Reliable { queue, .. } => {
+                queue.close();
+            }
+            OutLane::Datagram(lane) => lane.finish(),
+        }
     }
 
-    /// Abandons the stream: queued frames are discarded (and counted as dropped), the QUIC stream
-    /// is reset with `CANCELLED`, and the receiver's handler sees [`StreamEnd::Reset`]. Later
-    /// sends fail `CANCELLED`.
+    /// Abandons the stream: frames not sent yet are discarded (and counted as dropped), the QUIC
+    /// stream is reset with `CANCELLED`, and the receiver's handler sees [`StreamEnd::Reset`].
+    /// Later sends fail `CANCELLED`.
     pub fn abort(&self) {
         let out = &*self.out;
-        let _ = out.failed.set(Status::cancelled(format!(
+        out.fail(Status::cancelled(format!(
             "stream {} was aborted",
             out.name
         )));
-        out.aborted.store(true, Relaxed);
-        let discarded = out.queue.close_and_clear();
-        out.count_dropped(discarded as u64);
+        match &out.lane {
+            OutLane::Reliable { queue, aborted, .. } => {
+                aborted.store(true, Relaxed);
+                let discarded = queue.close_and_clear();
+                out.count_dropped(discarded as u64);
+            }
+            OutLane::Datagram(lane) => lane.abort(),
+        }
     }
 
     /// What this stream sent and dropped so far.
@@ -316,12 +356,63 @@ impl StreamSender {
         StreamStats {
             sent: self.out.sent.load(Relaxed),
             dropped: self.out.dropped.load(Relaxed),
+            datagrams: match &self.out.lane {
+                OutLane::Datagram(lane) => lane.datagrams(),
+                OutLane::Reliable { .. } => 0,
+            },
         }
     }
 }
 
 impl StreamOut {
-    fn count_dropped(&self, n: u64) {
+    pub(crate) fn id(&self) -> u64 {
+        self.id
+    }
+
+    pub(crate) fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub(crate) fn session(&self) -> &Session {
+        &self.session
+    }
+
+    pub(crate) fn max_frame_bytes(&self) -> usize {
+        self.max_frame_bytes
+    }
+
+    /// Why the stream can no longer send, once it cannot.
+    pub(crate) fn failure(&self) -> Option<Status> {
+        self.failed.get().cloned()
+    }
+
+    /// Records why the stream can no longer send (the first reason stays).
+    pub(crate) fn fail(&self, status: Status) {
+        let _ = self.failed.set(status);
+    }
+
+    fn check_size(&self, data: &Bytes) -> Result<(), Status> {
+        if data.len() > self.max_frame_bytes {
+            return Err(Status::invalid_argument(format!(
+                "frame of {} bytes exceeds the max_frame_bytes of stream {} ({} bytes)",
+                data.len(),
+                self.name,
+                self.max_frame_bytes
+            )));
+        }
+        Ok(())
+    }
+
+    pub(crate) fn count_sent(&self, n: u64) {
+        self.sent.fetch_add(n, Relaxed);
+        self.session
+            .inner
+            .counters
+            .stream_frames_sent
+            .fetch_add(n, Relaxed);
+    }
+
+    pub(crate) fn count_dropped(&self, n: u64) {
         self.dropped.fetch_add(n, Relaxed);
         self.session
             .inner
@@ -332,15 +423,22 @@ impl StreamOut {
 
     /// The session closed: nothing more can be sent.
     pub(crate) fn abandon(&self, session: &Session) {
-        let _ = self.failed.set(session.unavailable());
-        let lost = self.queue.close_and_clear();
-        self.count_dropped(lost as u64);
+        self.fail(session.unavailable());
+        if let OutLane::Reliable { queue, .. } = &self.lane {
+            let lost = queue.close_and_clear();
+            self.count_dropped(lost as u64);
+        }
     }
 }
 
 impl Drop for StreamOut {
     fn drop(&mut self) {
-        self.queue.close();
+        match &self.lane {
+            OutLane::Reliable { queue, .. } => {
+                queue.close();
+            }
+            OutLane::Datagram(lane) => lane.finish(),
+        }
         self.session
             .inner
             .streams
@@ -359,19 +457,23 @@ pub(crate) async fn open(
     if session.is_closed() {
         return Err(session.unavailable());
     }
-    if options.delivery == Delivery::Datagram {
-        return Err(Status::invalid_argument(format!(
-            "stream {name}: datagram delivery is not available in this build yet"
-        )));
+    let datagram = options.delivery == Delivery::Datagram;
+    if datagram {
+        unreliable::check_support(session)?;
     }
     let id = session.inner.next_stream_id.fetch_add(1, Relaxed);
+    let max_frame_bytes = match (options.max_frame_bytes, datagram) {
+        (Some(max), _) => Some(max),
+        (None, true) => Some(unreliable::DEFAULT_MAX_FRAME_BYTES),
+        (None, false) => None,
+    };
     let open = Frame {
         metadata: options.metadata,
         payload: Some(Payload::StreamOpen(StreamOpen {
             stream_id: id,
             name: name.to_owned(),
             delivery: options.delivery.to_wire() as i32,
-            max_frame_bytes: options.max_frame_bytes.unwrap_or(0),
+            max_frame_bytes: max_frame_bytes.unwrap_or(0),
         })),
     };
     let Some(open) = session.outbound(open).await? else {
@@ -380,28 +482,47 @@ pub(crate) async fn open(
         )));
     };
     session.inner.check_frame_size(&open)?;
-    let peer_limit = session
-        .peer_max_frame_size()
-        .saturating_sub(STREAM_FRAME_OVERHEAD);
-    let max_frame_bytes = options
-        .max_frame_bytes
-        .map_or(peer_limit, |m| (m as usize).min(peer_limit));
-    let queue = Arc::new(OutQueue::new(
-        options
-            .queue
-            .unwrap_or(session.inner.shared.config.stream_queue),
-    ));
+    let failed = Arc::new(OnceLock::new());
+    let (lane, writer) = if datagram {
+        let mut encoder = Encoder::new();
+        let mut chunks = Vec::new();
+        encoder.put_byte(STREAM_STREAM);
+        encoder.encode(open, &mut chunks);
+        encoder.flush(&mut chunks);
+        let lane = unreliable::open(session, id, chunks, failed.clone()).await?;
+        (OutLane::Datagram(lane), None)
+    } else {
+        let queue = Arc::new(OutQueue::new(
+            options
+                .queue
+                .unwrap_or(session.inner.shared.config.stream_queue),
+        ));
+        let aborted = Arc::new(AtomicBool::new(false));
+        let writer = (queue.clone(), aborted.clone(), open);
+        let lane = OutLane::Reliable {
+            queue,
+            gap: AtomicU64::new(0),
+            aborted,
+        };
+        (lane, Some(writer))
+    };
+    let max_frame_bytes = if datagram {
+        max_frame_bytes.unwrap_or(unreliable::DEFAULT_MAX_FRAME_BYTES) as usize
+    } else {
+        let peer_limit = session
+            .peer_max_frame_size()
+            .saturating_sub(STREAM_FRAME_OVERHEAD);
+        max_frame_bytes.map_or(peer_limit, |m| (m as usize).min(peer_limit))
+    };
     let out = Arc::new(StreamOut {
         id,
         name: name.into(),
         session: session.clone(),
-        queue: queue.clone(),
         max_frame_bytes,
-        gap: AtomicU64::new(0),
+        lane,
         sent: AtomicU64::new(0),
         dropped: AtomicU64::new(0),
-        failed: OnceLock::new(),
-        aborted: Arc::new(AtomicBool::new(false)),
+        failed,
     });
     session
         .inner
@@ -409,18 +530,20 @@ pub(crate) async fn open(
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .insert(id, Arc::downgrade(&out));
-    let writer = Writer {
-        session: session.clone(),
-        out: Arc::downgrade(&out),
-        queue,
-        aborted: out.aborted.clone(),
-        id,
-    };
-    tokio::spawn(writer.run(open));
+    if let Some((queue, aborted, open)) = writer {
+        let writer = Writer {
+            session: session.clone(),
+            out: Arc::downgrade(&out),
+            queue,
+            aborted,
+            id,
+        };
+        tokio::spawn(writer.run(open));
+    }
     Ok(StreamSender { out })
 }
 
-/// The task that writes one outbound stream.
+/// The task that writes one outbound reliable stream.
 struct Writer {
     session: Session,
     out: std::sync::Weak<StreamOut>,
@@ -485,16 +608,16 @@ impl Writer {
                 break None;
             };
             match stream.write_all_chunks(&mut chunks).await {
-                Ok(()) => {
-                    if let Some(out) = out.upgrade() {
-                        out.sent.fetch_add(count as u64, Relaxed);
+                Ok(()) => match out.upgrade() {
+                    Some(out) => out.count_sent(count as u64),
+                    None => {
+                        session
+                            .inner
+                            .counters
+                            .stream_frames_sent
+                            .fetch_add(count as u64, Relaxed);
                     }
-                    session
-                        .inner
-                        .counters
-                        .stream_frames_sent
-                        .fetch_add(count as u64, Relaxed);
-                }
+                },
                 Err(WriteError::Stopped(code)) => {
                     break Some((count, status_from_stream_code(code, "stream refused")));
                 }
@@ -515,7 +638,7 @@ impl Writer {
             Some((unsent, status)) => {
                 tracing::debug!(session = session.id(), stream = id, %status, "stream can no longer send");
                 if let Some(out) = out.upgrade() {
-                    let _ = out.failed.set(status);
+                    out.fail(status);
                     let lost = queue.close_and_clear();
                     out.count_dropped((unsent + lost) as u64);
                 } else {
@@ -524,6 +647,164 @@ impl Writer {
             }
         }
     }
+}
+
+/// Where a received stream's frames come from.
+enum Source {
+    /// Its own QUIC stream, after the `StreamOpen`.
+    Reliable(FrameReader),
+    /// The session's datagrams, while the announcement stream stays open.
+    Datagram {
+        /// The announcement stream, until it ends.
+        announcement: Option<FrameReader>,
+        queue: Arc<OutQueue<Arrival>>,
+        counters: Arc<RouteCounters>,
+        batch: std::collections::VecDeque<Arrival>,
+        /// After the announcement finished: frames still in flight are taken until the first
+        /// instant, longer while some are partly reassembled, but not past the second.
+        linger: Option<(tokio::time::Instant, tokio::time::Instant)>,
+    },
+}
+
+/// What a source gave.
+enum Next {
+    Frame(Arrival),
+    End(StreamEnd),
+}
+
+impl Source {
+    /// The next frame, or how the stream ended. Protocol violations close the connection.
+    async fn next(&mut self, session: &Session, id: u64) -> Next {
+        match self {
+            Source::Reliable(reader) => {
+                let frame = match reader.next().await {
+                    Ok(Some(frame)) => frame,
+                    Ok(None) => return Next::End(StreamEnd::Finished),
+                    Err(ReadFrameError::Read(quinn::ReadError::Reset(code))) => {
+                        return Next::End(StreamEnd::Reset(code.into_inner()));
+                    }
+                    Err(ReadFrameError::Read(_)) => return Next::End(StreamEnd::ConnectionLost),
+                    Err(ReadFrameError::Codec(e)) => {
+                        session.protocol_error(
+                            codec_close_code(&e),
+                            &format!("bad stream frame: {e}"),
+                        );
+                        return Next::End(StreamEnd::ConnectionLost);
+                    }
+                };
+                match frame.payload {
+                    Some(Payload::Stream(f)) if f.stream_id == id => Next::Frame(Arrival {
+                        seq: f.seq,
+                        timestamp: f.timestamp,
+                        data: f.data,
+                        at: Instant::now(),
+                    }),
+                    _ => {
+                        session.protocol_error(
+                            ErrorCode::ProtocolError,
+                            "a stream carried something else than its own StreamFrames",
+                        );
+                        Next::End(StreamEnd::ConnectionLost)
+                    }
+                }
+            }
+            Source::Datagram {
+                announcement,
+                queue,
+                batch,
+                linger,
+                ..
+            } => loop {
+                if let Some(frame) = batch.pop_front() {
+                    return Next::Frame(frame);
+                }
+                let mut popped = Vec::new();
+                match (announcement.as_mut(), *linger) {
+                    (Some(reader), _) => {
+                        tokio::select! {
+                            biased;
+                            more = queue.pop_batch(&mut popped, RECEIVE_BATCH) => {
+                                if !more {
+                                    return Next::End(StreamEnd::ConnectionLost);
+                                }
+                            }
+                            read = reader.next() => match read {
+                                Ok(None) => {
+                                    // Datagrams sent before the end may still be on their way.
+                                    *announcement = None;
+                                    let now = tokio::time::Instant::now();
+                                    let reassembly = session.inner.shared.config.reassembly.timeout;
+                                    *linger = Some((now + linger_time(session), now + reassembly + LINGER_STEP));
+                                }
+                                Err(ReadFrameError::Read(quinn::ReadError::Reset(code))) => {
+                                    return Next::End(StreamEnd::Reset(code.into_inner()));
+                                }
+                                Err(ReadFrameError::Read(_)) => {
+                                    return Next::End(StreamEnd::ConnectionLost);
+                                }
+                                Ok(Some(_)) => {
+                                    session.protocol_error(
+                                        ErrorCode::ProtocolError,
+                                        "a datagram stream's announcement carried frames",
+                                    );
+                                    return Next::End(StreamEnd::ConnectionLost);
+                                }
+                                Err(ReadFrameError::Codec(e)) => {
+                                    session.protocol_error(
+                                        codec_close_code(&e),
+                                        &format!("bad stream frame: {e}"),
+                                    );
+                                    return Next::End(StreamEnd::ConnectionLost);
+                                }
+                            },
+                        }
+                    }
+                    (None, Some((until, give_up))) => {
+                        tokio::select! {
+                            biased;
+                            more = queue.pop_batch(&mut popped, RECEIVE_BATCH) => {
+                                if !more {
+                                    return Next::End(StreamEnd::Finished);
+                                }
+                            }
+                            () = tokio::time::sleep_until(until) => {
+                                // A frame still missing fragments ends complete or counted.
+                                let partial = session.inner.datagrams.partial_frames_of(id) > 0;
+                                let now = tokio::time::Instant::now();
+                                if !partial || now >= give_up {
+                                    return Next::End(StreamEnd::Finished);
+                                }
+                                *linger = Some((now + LINGER_STEP, give_up));
+                            }
+                        }
+                    }
+                    (None, None) => return Next::End(StreamEnd::Finished),
+                }
+                batch.extend(popped);
+            },
+        }
+    }
+
+    /// Brings the playback's counts of frames dropped before it up to date.
+    fn count_drops(&self, playback: &mut Playback, seen: &mut (u64, u64)) {
+        if let Source::Datagram { counters, .. } = self {
+            let overflow = counters.overflow.load(Relaxed);
+            let incomplete = counters.incomplete.load(Relaxed);
+            playback.count_overflow(overflow - seen.0);
+            playback.count_incomplete(incomplete - seen.1);
+            *seen = (overflow, incomplete);
+        }
+    }
+}
+
+/// How long a finished datagram stream still takes frames in: the path's round trip, within
+/// bounds.
+fn linger_time(session: &Session) -> Duration {
+    let reassembly = session.inner.shared.config.reassembly.timeout;
+    session.inner.conn.rtt().clamp(
+        Duration::from_millis(10),
+        reassembly.max(Duration::from_millis(10)),
+    )
 }
 
 /// Reads a stream the peer opened and hands its frames to the handler of its name.
@@ -557,95 +838,216 @@ pub(crate) async fn read(session: Session, mut reader: FrameReader) {
     else {
         return refuse(&mut reader, Code::Internal);
     };
-    if open.delivery != v1::Delivery::Reliable as i32 {
-        tracing::debug!(session = session.id(), stream = %open.name, delivery = open.delivery, "stream of an unsupported delivery refused");
+    let Some(delivery) = Delivery::from_wire(open.delivery) else {
+        tracing::debug!(session = session.id(), stream = %open.name, delivery = open.delivery, "stream of an unknown delivery refused");
         return refuse(&mut reader, Code::InvalidArgument);
+    };
+    if delivery == Delivery::Datagram && !session.inner.shared.config.datagrams {
+        tracing::debug!(session = session.id(), stream = %open.name, "datagram stream refused: datagrams are disabled here");
+        return refuse(&mut reader, Code::FailedPrecondition);
     }
     let Some((name, handler)) = session.inner.shared.router.stream_handler(&open.name) else {
         tracing::debug!(session = session.id(), stream = %open.name, "no handler for stream; refused");
         return refuse(&mut reader, Code::NotFound);
     };
+    let handler = handler.clone();
+    let playout = handler.playout();
+    let config = &session.inner.shared.config;
+    let source = match delivery {
+        Delivery::Reliable => Source::Reliable(reader),
+        Delivery::Datagram => {
+            let max = match open.max_frame_bytes {
+                0 => config.reassembly.max_frame_bytes,
+                n => n as usize,
+            };
+            match session
+                .inner
+                .datagrams
+                .register(open.stream_id, max, config.stream_queue)
+            {
+                Ok((queue, counters)) => Source::Datagram {
+                    announcement: Some(reader),
+                    queue,
+                    counters,
+                    batch: Default::default(),
+                    linger: None,
+                },
+                Err(status) => {
+                    tracing::debug!(session = session.id(), stream = %open.name, %status, "datagram stream refused");
+                    return refuse(&mut reader, status.code());
+                }
+            }
+        }
+    };
     let info = StreamInfo {
         id: open.stream_id,
         name: name.clone(),
-        delivery: Delivery::Reliable,
+        delivery,
         max_frame_bytes: open.max_frame_bytes,
         metadata: Arc::new(metadata.clone()),
+        playout,
+        stats: Arc::default(),
     };
     let ctx = CallContext::new(CallKind::Stream, 0, name.clone(), None, metadata);
-    let report = |what: &str, panic: String| {
-        session.inner.counters.handler_panics.fetch_add(1, Relaxed);
-        tracing::error!(session = session.id(), stream = %info.name, panic, "stream handler panicked in {what}");
+    session
+        .inner
+        .inbound_streams
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(info.id, info.clone());
+    let playback = Playback::new(&playout, config.stream_queue.bytes);
+    let receiver = Receiver {
+        session: &session,
+        handler: &*handler,
+        info: &info,
+        ctx: &ctx,
     };
-    if let Err(panic) = ctx
-        .clone()
-        .scope(catch_unwind_future(handler.on_open(&session, &info)))
-        .await
-    {
-        report("on_open", panic);
+    receiver.run(source, playback).await;
+    if delivery == Delivery::Datagram {
+        session.inner.datagrams.unregister(info.id);
     }
-    let mut next_seq: Option<u64> = None;
-    let end = loop {
-        let frame = match reader.next().await {
-            Ok(Some(frame)) => frame,
-            Ok(None) => break StreamEnd::Finished,
-            Err(ReadFrameError::Read(quinn::ReadError::Reset(code))) => {
-                break StreamEnd::Reset(code.into_inner());
-            }
-            Err(ReadFrameError::Read(_)) => break StreamEnd::ConnectionLost,
-            Err(ReadFrameError::Codec(e)) => {
-                session.protocol_error(codec_close_code(&e), &format!("bad stream frame: {e}"));
-                break StreamEnd::ConnectionLost;
-            }
+    session
+        .inner
+        .inbound_streams
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .remove(&info.id);
+}
+
+/// A received stream being played out to its handler.
+struct Receiver<'a> {
+    session: &'a Session,
+    handler: &'a dyn StreamHandler,
+    info: &'a StreamInfo,
+    ctx: &'a CallContext,
+}
+
+impl Receiver<'_> {
+    async fn run(&self, mut source: Source, mut playback: Playback) {
+        let session = self.session;
+        let guarded = |what: &'static str, panic: String| {
+            session.inner.counters.handler_panics.fetch_add(1, Relaxed);
+            tracing::error!(session = session.id(), stream = %self.info.name, panic, "stream handler panicked in {what}");
         };
-        match &frame.payload {
-            Some(Payload::Stream(f)) if f.stream_id == info.id => {}
-            _ => {
-                session.protocol_error(
-                    ErrorCode::ProtocolError,
-                    "a stream carried something else than its own StreamFrames",
-                );
-                break StreamEnd::ConnectionLost;
-            }
-        }
-        session
-            .inner
-            .counters
-            .stream_frames_received
-            .fetch_add(1, Relaxed);
-        let frame = match session.inbound(frame).await {
-            Ok(Some(Frame {
-                payload: Some(Payload::Stream(frame)),
-                ..
-            })) => frame,
-            _ => continue,
-        };
-        // A reliable stream plays each frame as it arrives; a gap in seq is frames the sender
-        // dropped from its queue.
-        let lost_before = match next_seq {
-            Some(expected) => frame.seq.saturating_sub(expected),
-            None => 0,
-        };
-        next_seq = Some(frame.seq.wrapping_add(1));
-        let frame = Played {
-            payload: frame.data,
-            seq: frame.seq,
-            timestamp: frame.timestamp,
-            playout: Instant::now(),
-            lost_before,
-        };
-        if let Err(panic) = ctx
+        if let Err(panic) = self
+            .ctx
             .clone()
-            .scope(catch_unwind_future(handler.handle(&session, &info, frame)))
+            .scope(catch_unwind_future(
+                self.handler.on_open(session, self.info),
+            ))
             .await
         {
-            report("handle", panic);
+            guarded("on_open", panic);
         }
-    };
-    if let Err(panic) = ctx
-        .scope(catch_unwind_future(handler.on_end(&session, &info, end)))
-        .await
-    {
-        report("on_end", panic);
+        let mut drops_seen = (0, 0);
+        let end = loop {
+            while let Some(frame) = playback.poll_ready(Instant::now()) {
+                self.play(frame).await;
+            }
+            source.count_drops(&mut playback, &mut drops_seen);
+            self.info.stats.set(playback.stats());
+            let deadline = playback.next_deadline();
+            let next = tokio::select! {
+                biased;
+                next = source.next(session, self.info.id) => next,
+                () = sleep_until(deadline) => continue,
+            };
+            match next {
+                Next::End(end) => break end,
+                Next::Frame(frame) => {
+                    session
+                        .inner
+                        .counters
+                        .stream_frames_received
+                        .fetch_add(1, Relaxed);
+                    let Some(frame) = self.inbound(frame).await else {
+                        continue;
+                    };
+                    if let Some(frame) = playback.push(session, frame) {
+                        self.play(frame).await;
+                    }
+                }
+            }
+        };
+        if end == StreamEnd::Finished {
+            // What the jitter buffer holds still plays, each frame at its time.
+            let limit = Instant::now() + MAX_DRAIN;
+            while let Some(at) = playback.next_deadline().filter(|at| *at <= limit) {
+                sleep_until(Some(at)).await;
+                while let Some(frame) = playback.poll_ready(Instant::now()) {
+                    self.play(frame).await;
+                }
+            }
+        }
+        source.count_drops(&mut playback, &mut drops_seen);
+        self.info.stats.set(playback.stats());
+        if let Err(panic) = self
+            .ctx
+            .clone()
+            .scope(catch_unwind_future(
+                self.handler.on_end(session, self.info, end),
+            ))
+            .await
+        {
+            guarded("on_end", panic);
+        }
+    }
+
+    /// Runs a received frame through the inbound middleware.
+    async fn inbound(&self, frame: Arrival) -> Option<Arrival> {
+        if self.session.inner.shared.middleware.is_empty() {
+            return Some(frame);
+        }
+        let at = frame.at;
+        let wrapped = Frame {
+            metadata: Metadata::new(),
+            payload: Some(Payload::Stream(StreamFrame {
+                stream_id: self.info.id,
+                seq: frame.seq,
+                timestamp: frame.timestamp,
+                data: frame.data,
+            })),
+        };
+        match self.session.inbound(wrapped).await {
+            Ok(Some(Frame {
+                payload: Some(Payload::Stream(f)),
+                ..
+            })) => Some(Arrival {
+                seq: f.seq,
+                timestamp: f.timestamp,
+                data: f.data,
+                at,
+            }),
+            _ => None,
+        }
+    }
+
+    /// Hands one frame to the handler.
+    async fn play(&self, frame: Played<Bytes>) {
+        if let Err(panic) = self
+            .ctx
+            .clone()
+            .scope(catch_unwind_future(self.handler.handle(
+                self.session,
+                self.info,
+                frame,
+            )))
+            .await
+        {
+            self.session
+                .inner
+                .counters
+                .handler_panics
+                .fetch_add(1, Relaxed);
+            tracing::error!(session = self.session.id(), stream = %self.info.name, panic, "stream handler panicked in handle");
+        }
+    }
+}
+
+/// Sleeps until `at`, or forever without one.
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(tokio::time::Instant::from_std(at)).await,
+        None => std::future::pending().await,
     }
 }

@@ -5,6 +5,7 @@
 
 mod clock;
 mod common;
+mod datagrams;
 mod events;
 mod lifecycle;
 mod limits;

@@ -302,8 +302,8 @@ async fn a_peer_without_hello_is_closed_after_the_handshake_timeout() {
 }
 
 #[tokio::test]
-async fn a_stream_of_an_unsupported_delivery_is_refused() {
-    use echostream_runtime::proto::v1::{Delivery, StreamOpen};
+async fn a_stream_of_an_unknown_delivery_is_refused() {
+    use echostream_runtime::proto::v1::StreamOpen;
     let server = within(
         Server::builder()
             .tls(server_tls())
@@ -322,7 +322,7 @@ async fn a_stream_of_an_unsupported_delivery_is_refused() {
         payload: Some(Payload::StreamOpen(StreamOpen {
             stream_id: 1,
             name: "video".into(),
-            delivery: Delivery::Datagram as i32,
+            delivery: 7,
             max_frame_bytes: 0,
         })),
     };

@@ -1,0 +1,409 @@
+//! Datagram streams over real QUIC on loopback, plain and through the network simulator:
+//! delivery in both directions, fragmentation of large frames, loss, reordering and jitter with
+//! and without a jitter buffer, every drop counted, the error paths, and calls that keep flowing
+//! beside a saturating stream.
+
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use echostream_runtime::datagram::ReassemblerConfig;
+use echostream_runtime::netsim::{LinkConfig, NetSimConfig};
+use echostream_runtime::{
+    CallOptions, Client, Config, Delivery, Frame, Middleware, Payload, Played, Playout, Server,
+    Session, Status, StreamEnd, StreamHandler, StreamInfo, StreamOptions,
+};
+
+use crate::common::{eventually, pair, within};
+
+/// What a handler saw of one frame.
+#[derive(Clone, Debug)]
+struct Seen {
+    seq: u64,
+    lost_before: u64,
+    len: usize,
+    intact: bool,
+    arrival: Instant,
+    playout: Instant,
+    handled: Instant,
+}
+
+/// Everything a stream handler saw.
+#[derive(Default)]
+struct Log {
+    frames: Mutex<Vec<Seen>>,
+    ends: Mutex<Vec<(StreamEnd, StreamInfo)>>,
+}
+
+impl Log {
+    fn frames(&self) -> Vec<Seen> {
+        self.frames.lock().unwrap().clone()
+    }
+
+    fn end(&self) -> Option<(StreamEnd, StreamInfo)> {
+        self.ends.lock().unwrap().last().cloned()
+    }
+}
+
+/// Records frames of streams named `name`, played out as `playout` says.
+struct Recorder {
+    name: &'static str,
+    playout: Playout,
+    log: Arc<Log>,
+}
+
+#[async_trait]
+impl StreamHandler for Recorder {
+    fn name(&self) -> &str {
+        self.name
+    }
+
+    fn playout(&self) -> Playout {
+        self.playout
+    }
+
+    async fn handle(&self, _: &Session, _: &StreamInfo, frame: Played<Bytes>) {
+        self.log.frames.lock().unwrap().push(Seen {
+            seq: frame.seq,
+            lost_before: frame.lost_before,
+            len: frame.payload.len(),
+            intact: frame.payload == pattern(frame.seq, frame.payload.len()),
+            arrival: frame.arrival,
+            playout: frame.playout,
+            handled: Instant::now(),
+        });
+    }
+
+    async fn on_end(&self, _: &Session, stream: &StreamInfo, end: StreamEnd) {
+        self.log.ends.lock().unwrap().push((end, stream.clone()));
+    }
+}
+
+/// The payload of frame `seq`: bytes that differ from frame to frame and position to position,
+/// so a corrupt or mixed frame cannot pass for a good one.
+fn pattern(seq: u64, len: usize) -> Bytes {
+    (0..len)
+        .map(|i| (seq as usize).wrapping_mul(31).wrapping_add(i * 7) as u8)
+        .collect()
+}
+
+fn datagram_stream() -> StreamOptions {
+    StreamOptions::new().delivery(Delivery::Datagram)
+}
+
+/// Sends `count` frames of `len` bytes, one every `every`, retrying nothing.
+async fn send_frames(
+    stream: &echostream_runtime::StreamSender,
+    count: u64,
+    len: usize,
+    every: Duration,
+) -> Vec<Result<(), Status>> {
+    let mut ticker = tokio::time::interval(every);
+    let mut results = Vec::new();
+    for seq in 0..count {
+        ticker.tick().await;
+        results.push(within(stream.send(pattern(seq, len))).await);
+    }
+    results
+}
+
+async fn ended(log: &Log) -> (StreamEnd, StreamInfo) {
+    eventually("the stream ends", || log.end().is_some()).await;
+    log.end().unwrap()
+}
+
+#[tokio::test]
+async fn a_datagram_stream_delivers_its_frames_in_both_directions() {
+    let server_log = Arc::new(Log::default());
+    let p = pair(
+        Server::builder().routes(|r| {
+            r.add_stream(Recorder {
+                name: "live",
+                playout: Playout::on_arrival(),
+                log: server_log.clone(),
+            });
+        }),
+        Client::builder(),
+    )
+    .await;
+    let client_log = Arc::new(Log::default());
+    let p2 = pair(
+        Server::builder(),
+        Client::builder().routes(|r| {
+            r.add_stream(Recorder {
+                name: "live",
+                playout: Playout::on_arrival(),
+                log: client_log.clone(),
+            });
+        }),
+    )
+    .await;
+    for (sender, receiver, log) in [
+        (&p.to_server, &p.to_client, &server_log),
+        (&p2.to_client, &p2.to_server, &client_log),
+    ] {
+        let stream =
+            within(sender.open_stream("live", datagram_stream().metadata("codec", "opus")))
+                .await
+                .unwrap();
+        assert_eq!(stream.delivery(), Delivery::Datagram);
+        let results = send_frames(&stream, 50, 200, Duration::from_millis(2)).await;
+        assert!(results.iter().all(Result::is_ok), "{results:?}");
+        stream.finish();
+        let (end, info) = ended(log).await;
+        assert_eq!(end, StreamEnd::Finished);
+        assert_eq!(info.delivery(), Delivery::Datagram);
+        assert_eq!(
+            info.metadata().get("codec").map(String::as_str),
+            Some("opus")
+        );
+        assert_eq!(
+            info.max_frame_bytes(),
+            1 << 20,
+            "the default limit is announced"
+        );
+        let frames = log.frames();
+        let seqs: BTreeSet<u64> = frames.iter().map(|f| f.seq).collect();
+        // Loopback loses nothing at this pace.
+        assert_eq!(seqs.len(), 50);
+        assert!(frames.iter().all(|f| f.intact && f.len == 200));
+        assert!(frames.iter().all(|f| f.playout == f.arrival));
+        let stats = info.stats();
+        assert_eq!((stats.received, stats.played, stats.lost), (50, 50, 0));
+        assert_eq!(stats.target_delay, Duration::ZERO);
+        let sent = stream.stats();
+        assert_eq!((sent.sent, sent.dropped, sent.datagrams), (50, 0, 50));
+        assert_eq!(sender.stats().datagrams_sent, 50);
+        assert_eq!(receiver.stats().datagrams_received, 50);
+        assert_eq!(receiver.stats().stream_frames_received, 50);
+        assert!(
+            receiver.inbound_streams().is_empty(),
+            "ended streams are forgotten"
+        );
+    }
+}
+
+#[tokio::test]
+async fn hundred_kilobyte_frames_cross_as_fragments_and_one_lost_fragment_drops_the_frame() {
+    // First on a clean path: every frame arrives whole, intact.
+    let clean = Arc::new(Log::default());
+    let p = pair(
+        Server::builder().routes(|r| {
+            r.add_stream(Recorder {
+                name: "video",
+                playout: Playout::on_arrival(),
+                log: clean.clone(),
+            });
+        }),
+        Client::builder(),
+    )
+    .await;
+    let stream = within(
+        p.to_server
+            .open_stream("video", datagram_stream().max_frame_bytes(200_000)),
+    )
+    .await
+    .unwrap();
+    let results = send_frames(&stream, 10, 100_000, Duration::from_millis(20)).await;
+    assert!(results.iter().all(Result::is_ok), "{results:?}");
+    stream.finish();
+    let (_, info) = ended(&clean).await;
+    let frames = clean.frames();
+    assert_eq!(frames.len(), 10);
+    assert!(frames.iter().all(|f| f.intact && f.len == 100_000));
+    // At most ~1,450 bytes a datagram, even after path MTU discovery.
+    assert!(
+        stream.stats().datagrams >= 10 * (100_000 / 1_500),
+        "{:?}",
+        stream.stats()
+    );
+    assert_eq!(info.stats().incomplete, 0);
+
+    // Then through 1% loss: frames that lost a fragment are dropped whole and counted, the
+    // others arrive intact; nothing arrives corrupt.
+    let lossy = Arc::new(Log::default());
+    let link = LinkConfig {
+        loss: 0.01,
+        ..LinkConfig::default()
+    };
+    let config = Config::new().reassembly(ReassemblerConfig {
+        timeout: Duration::from_millis(200),
+        ..ReassemblerConfig::default()
+    });
+    let p = pair(
+        Server::builder().config(config).routes(|r| {
+            r.add_stream(Recorder {
+                name: "video",
+                playout: Playout::on_arrival(),
+                log: lossy.clone(),
+            });
+        }),
+        Client::builder().netsim(NetSimConfig {
+            outbound: link,
+            inbound: LinkConfig::default(),
+            seed: 11,
+        }),
+    )
+    .await;
+    let stream = within(
+        p.to_server
+            .open_stream("video", datagram_stream().max_frame_bytes(200_000)),
+    )
+    .await
+    .unwrap();
+    let sent = 30;
+    let results = send_frames(&stream, sent, 100_000, Duration::from_millis(25)).await;
+    stream.finish();
+    let (end, info) = ended(&lossy).await;
+    assert_eq!(end, StreamEnd::Finished);
+    let frames = lossy.frames();
+    assert!(
+        frames.iter().all(|f| f.intact && f.len == 100_000),
+        "a corrupt frame"
+    );
+    let paced_out = results.iter().filter(|r| r.is_err()).count() as u64;
+    assert_eq!(stream.stats().dropped, paced_out);
+    // The frames that did not arrive lost a fragment (dropped after the reassembly timeout)
+    // or were not sent; those missing at the end of the stream are not counted as lost.
+    eventually("the missing frames time out", || {
+        info.stats().incomplete + frames.len() as u64 + paced_out == sent
+    })
+    .await;
+    let stats = info.stats();
+    assert!(
+        stats.incomplete >= 1,
+        "1% of ~80 fragments loses some frames: {stats:?}"
+    );
+    assert_eq!(stats.played, frames.len() as u64);
+    assert_eq!(
+        p.to_client.stats().datagram_frames_incomplete,
+        stats.incomplete
+    );
+    let highest = frames.iter().map(|f| f.seq).max().unwrap();
+    assert_eq!(stats.lost, highest + 1 - frames.len() as u64);
+    let dropped = p.client.netsim().unwrap().stats().outbound.dropped;
+    assert!(dropped >= stats.incomplete, "{dropped} datagrams lost");
+}
+
+/// Records the distinct seqs of stream frames that reach the receiver, before their playout:
+/// what the network let through, independently of the jitter buffer's accounting.
+#[derive(Clone, Default)]
+struct Arrivals(Arc<Mutex<BTreeSet<u64>>>);
+
+#[async_trait]
+impl Middleware for Arrivals {
+    async fn on_frame_inbound(&self, _: &Session, frame: Frame) -> Result<Option<Frame>, Status> {
+        if let Some(Payload::Stream(f)) = &frame.payload {
+            self.0.lock().unwrap().insert(f.seq);
+        }
+        Ok(Some(frame))
+    }
+}
+
+#[tokio::test]
+async fn a_jittery_lossy_reordering_path_plays_in_order_on_time_with_loss_reported_and_calls_on_time()
+ {
+    // 5% loss, 30 ms ± 10 ms one way, 10% of datagrams held back 20 ms more: both ways.
+    let link = LinkConfig {
+        loss: 0.05,
+        delay: Duration::from_millis(30),
+        jitter: Duration::from_millis(10),
+        reorder: 0.10,
+        ..LinkConfig::default()
+    };
+    let arrivals = Arrivals::default();
+    let log = Arc::new(Log::default());
+    let p = pair(
+        Server::builder().middleware(arrivals.clone()).routes(|r| {
+            r.add_stream(Recorder {
+                name: "audio",
+                playout: Playout::jitter_buffer(Duration::from_millis(100)),
+                log: log.clone(),
+            });
+            r.rpc("ping", |_, req| async move { Ok(req.data) });
+        }),
+        Client::builder().netsim(NetSimConfig::symmetric(link, 5)),
+    )
+    .await;
+    let stream = within(p.to_server.open_stream("audio", datagram_stream()))
+        .await
+        .unwrap();
+    // 50 fps for 4 s, while a call goes out every 100 ms with a 3 s deadline.
+    let frames = 200;
+    let calls = async {
+        let mut latencies = Vec::new();
+        for _ in 0..40 {
+            let start = Instant::now();
+            let options = CallOptions::new().timeout(Duration::from_secs(3));
+            let answer = p
+                .to_server
+                .request_with("ping", Bytes::from_static(b"?"), &options)
+                .await;
+            assert_eq!(answer.expect("every call completes in time"), "?");
+            latencies.push(start.elapsed());
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        latencies
+    };
+    let (results, latencies) = tokio::join!(
+        send_frames(&stream, frames, 160, Duration::from_millis(20)),
+        within_secs(10, calls)
+    );
+    assert!(results.iter().all(Result::is_ok), "{results:?}");
+    assert!(latencies.iter().all(|l| *l < Duration::from_secs(3)));
+    stream.finish();
+    let (end, info) = within_secs(10, ended(&log)).await;
+    assert_eq!(end, StreamEnd::Finished);
+
+    let played = log.frames();
+    // In seq order, never before the playout time, never after it had passed on arrival.
+    assert!(
+        played.windows(2).all(|w| w[0].seq < w[1].seq),
+        "out of order"
+    );
+    for f in &played {
+        assert!(f.intact);
+        assert!(f.arrival <= f.playout, "frame {} played late", f.seq);
+        assert!(f.handled >= f.playout, "frame {} played early", f.seq);
+    }
+    let stats = info.stats();
+    let arrived_seqs = arrivals.0.lock().unwrap().clone();
+    let expected = arrived_seqs.last().unwrap() + 1;
+    let arrived = arrived_seqs.len() as u64;
+    let injected = (expected - arrived) as f64 / expected as f64;
+    let reported = stats.lost as f64 / expected as f64;
+    assert!(
+        (reported - injected).abs() <= 0.01,
+        "reported loss {reported:.3}, injected {injected:.3}: {stats:?}"
+    );
+    assert!(
+        (0.01..=0.12).contains(&injected),
+        "injected loss {injected:.3}"
+    );
+    assert_eq!(stats.played, played.len() as u64);
+    // Each played frame says how many were skipped just before it.
+    let skipped: u64 = played.iter().map(|f| f.lost_before).sum();
+    assert_eq!(skipped + stats.played, played.last().unwrap().seq + 1);
+    assert_eq!(
+        stats.played + stats.lost + stats.late,
+        expected,
+        "every frame up to the last arrived is played, lost or late: {stats:?}"
+    );
+    assert!(stats.reordered > 0, "{stats:?}");
+    assert!(stats.clock_synced, "{stats:?}");
+    assert_eq!(stats.target_delay, Duration::from_millis(100));
+    assert!(stats.jitter > Duration::ZERO);
+    let sim = p.client.netsim().unwrap().stats().outbound;
+    let path_loss = sim.dropped as f64 / sim.datagrams as f64;
+    assert!((0.02..=0.09).contains(&path_loss), "{sim:?}");
+}
+
+/// Awaits `future` for at most `secs` seconds (longer than the common bound, for tests that
+/// stream for seconds).
+async fn within_secs<F: std::future::Future>(secs: u64, future: F) -> F::Output {
+    tokio::time::timeout(Duration::from_secs(secs), future)
+        .await
+        .expect("step timed out")
+}
