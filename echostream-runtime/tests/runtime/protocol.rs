@@ -335,3 +335,131 @@ async fn a_stream_of_an_unknown_delivery_is_refused() {
     assert_eq!(session.stats().streams_refused, 1);
     assert!(!session.is_closed());
 }
+
+#[tokio::test]
+async fn a_peer_written_from_the_spec_streams_datagrams_even_ahead_of_their_announcement() {
+    use echostream_runtime::datagram::{FrameId, fragment};
+    use echostream_runtime::proto::v1::{Delivery, StreamOpen};
+
+    let frames: Arc<Mutex<Vec<(u64, Bytes)>>> = Arc::default();
+    let seen = frames.clone();
+    let config = Config::new().reassembly(echostream_runtime::datagram::ReassemblerConfig {
+        timeout: Duration::from_millis(300),
+        ..Default::default()
+    });
+    let server = within(
+        Server::builder()
+            .tls(server_tls())
+            .config(config)
+            .routes(move |r| {
+                r.stream("video", move |_, _, frame| {
+                    seen.lock().unwrap().push((frame.seq, frame.payload));
+                    async {}
+                });
+            })
+            .bind("127.0.0.1:0"),
+    )
+    .await
+    .unwrap();
+    let conn = raw_connect(&server, b"echostream/1").await.unwrap();
+    let _control = send_hello(&conn, 1).await;
+    let send = |stream_id: u64, seq: u64, payload: &[u8]| {
+        let id = FrameId {
+            stream_id,
+            seq,
+            timestamp: 1_700_000_000_000_000 + seq * 20_000,
+        };
+        for datagram in fragment(id, payload, 1_200, usize::MAX).unwrap() {
+            conn.send_datagram(datagram).unwrap();
+        }
+    };
+    // Frames 0 and 1 (in three fragments) of stream 1 before its announcement; a frame of a
+    // stream never announced; a datagram of another format version.
+    send(1, 0, b"hello");
+    send(1, 1, &[7; 3_000]);
+    send(9, 0, b"nobody");
+    conn.send_datagram(Bytes::from_static(&[0x20, 1, 0, 0]))
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let mut announcement = within(conn.open_uni()).await.unwrap();
+    let open = Frame {
+        metadata: Default::default(),
+        payload: Some(Payload::StreamOpen(StreamOpen {
+            stream_id: 1,
+            name: "video".into(),
+            delivery: Delivery::Datagram as i32,
+            max_frame_bytes: 0,
+        })),
+    };
+    let mut bytes = vec![2u8];
+    bytes.extend(wire(&open));
+    within(announcement.write_all(&bytes)).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    send(1, 2, b"after");
+    eventually("the three frames are delivered", || {
+        frames.lock().unwrap().len() == 3
+    })
+    .await;
+    let got = frames.lock().unwrap().clone();
+    assert_eq!(got[0], (0, Bytes::from_static(b"hello")));
+    assert_eq!(got[1], (1, Bytes::from(vec![7; 3_000])));
+    assert_eq!(got[2], (2, Bytes::from_static(b"after")));
+    let session = server.sessions().list().pop().unwrap();
+    eventually("the unannounced frame is dropped after the timeout", || {
+        session.stats().datagram_frames_unrouted == 1
+    })
+    .await;
+    let stats = session.stats();
+    assert_eq!(stats.datagrams_malformed, 1);
+    assert_eq!(stats.datagrams_received, 7);
+    assert!(
+        !session.is_closed(),
+        "bad datagrams do not close the connection"
+    );
+    // Ending the announcement ends the stream.
+    assert_eq!(session.inbound_streams().len(), 1);
+    announcement.finish().unwrap();
+    eventually("the stream ends", || session.inbound_streams().is_empty()).await;
+}
+
+#[tokio::test]
+async fn a_datagram_stream_to_an_endpoint_without_datagrams_is_refused() {
+    use echostream_runtime::proto::v1::{Delivery, StreamOpen};
+    let server = within(
+        Server::builder()
+            .tls(server_tls())
+            .datagrams(false)
+            .routes(|r| {
+                r.stream("video", |_, _, _| async {});
+            })
+            .bind("127.0.0.1:0"),
+    )
+    .await
+    .unwrap();
+    let conn = raw_connect(&server, b"echostream/1").await.unwrap();
+    assert_eq!(
+        conn.max_datagram_size(),
+        None,
+        "the server does not offer datagrams"
+    );
+    let _control = send_hello(&conn, 1).await;
+    let mut stream = within(conn.open_uni()).await.unwrap();
+    let open = Frame {
+        metadata: Default::default(),
+        payload: Some(Payload::StreamOpen(StreamOpen {
+            stream_id: 1,
+            name: "video".into(),
+            delivery: Delivery::Datagram as i32,
+            max_frame_bytes: 0,
+        })),
+    };
+    let mut bytes = vec![2u8];
+    bytes.extend(wire(&open));
+    within(stream.write_all(&bytes)).await.unwrap();
+    let code = within(stream.stopped()).await.unwrap();
+    assert_eq!(
+        code,
+        Some(quinn::VarInt::from_u32(9)),
+        "FAILED_PRECONDITION"
+    );
+}

@@ -205,3 +205,62 @@ async fn an_aborted_stream_ends_with_a_reset() {
     let err = within(stream.send(Bytes::new())).await.unwrap_err();
     assert_eq!(err.code(), Code::Cancelled);
 }
+
+#[tokio::test]
+async fn a_reliable_stream_can_be_played_out_through_a_jitter_buffer() {
+    use echostream_runtime::Playout;
+    use std::time::{Duration, Instant};
+
+    type Seen = Arc<Mutex<Vec<(u64, Instant, Instant, Instant)>>>;
+    let seen = Seen::default();
+    let log = seen.clone();
+    let p = pair(
+        Server::builder().routes(move |r: &mut Router| {
+            r.stream_with_playout(
+                "paced",
+                Playout::jitter_buffer(Duration::from_millis(40)),
+                move |_, _, frame| {
+                    let now = Instant::now();
+                    log.lock()
+                        .unwrap()
+                        .push((frame.seq, frame.arrival, frame.playout, now));
+                    async {}
+                },
+            );
+        }),
+        Client::builder(),
+    )
+    .await;
+    let stream = within(p.to_server.open_stream("paced", StreamOptions::new()))
+        .await
+        .unwrap();
+    for i in 0..20u8 {
+        within(stream.send(Bytes::from(vec![i]))).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let info = p
+        .to_client
+        .inbound_streams()
+        .pop()
+        .expect("the stream is listed");
+    assert_eq!(
+        info.playout().jitter_target(),
+        Some(Duration::from_millis(40))
+    );
+    stream.finish();
+    // Every frame plays, the last ones after the end of the stream, each at its time.
+    eventually("all frames play", || seen.lock().unwrap().len() == 20).await;
+    let seen = seen.lock().unwrap().clone();
+    assert!(seen.windows(2).all(|w| w[0].0 + 1 == w[1].0));
+    for (seq, arrival, playout, handled) in seen {
+        assert!(handled >= playout, "frame {seq} early");
+        assert!(arrival <= playout, "frame {seq} late");
+        assert!(
+            playout - arrival <= Duration::from_millis(40),
+            "frame {seq} held too long"
+        );
+    }
+    let stats = info.stats();
+    assert_eq!((stats.played, stats.lost, stats.late), (20, 0, 0));
+    assert_eq!(stats.target_delay, Duration::from_millis(40));
+}
