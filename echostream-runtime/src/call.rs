@@ -115,6 +115,7 @@ struct Inner {
     name: Arc<str>,
     deadline: Option<Instant>,
     metadata: Metadata,
+    early_data: bool,
     cancelled: AtomicBool,
     notify: Notify,
 }
@@ -134,10 +135,19 @@ impl CallContext {
                 name,
                 deadline,
                 metadata,
+                early_data: false,
                 cancelled: AtomicBool::new(false),
                 notify: Notify::new(),
             }),
         }
+    }
+
+    /// Marks the call as received in 0-RTT early data (before any clone is made).
+    pub(crate) fn with_early_data(mut self, early: bool) -> CallContext {
+        if let Some(inner) = Arc::get_mut(&mut self.inner) {
+            inner.early_data = early;
+        }
+        self
     }
 
     /// The context of the handler running on this task, `None` outside of a handler (or in a task
@@ -181,6 +191,13 @@ impl CallContext {
     /// The metadata that came with the frame, as inbound middleware left it.
     pub fn metadata(&self) -> &Metadata {
         &self.inner.metadata
+    }
+
+    /// Whether the request arrived as 0-RTT early data, before the TLS handshake was complete
+    /// (only idempotent requests are served that early; see [`EarlyData`](crate::EarlyData)).
+    /// Always `false` on the side that made the connection.
+    pub fn early_data(&self) -> bool {
+        self.inner.early_data
     }
 
     /// Whether the call has been cancelled.

@@ -1,8 +1,9 @@
 //! [`Client`]: an endpoint that connects to servers, one [`Session`] per connection.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use quinn::{ClientConfig, Endpoint};
 
@@ -11,17 +12,21 @@ use crate::endpoint::{self, Parts, Shared, Side, endpoint_builder_methods};
 use crate::error::Error;
 use crate::netsim::NetSim;
 use crate::proto::v1::ErrorCode;
-use crate::protocol::{self, ALPN};
+use crate::protocol::{self, ALPN, PeerHello};
 use crate::server::resolve;
 use crate::session::Session;
 use crate::sessions::Sessions;
 use crate::tls::ClientTls;
 
+/// How many servers' hellos a client remembers for 0-RTT (as many as TLS sessions).
+const REMEMBERED_SERVERS: usize = 256;
+
 /// A client endpoint: one UDP socket from which it connects to any number of servers. Cheap to
 /// clone. Its sessions serve the client's own router, so servers can call it back.
 ///
-/// Reuse one client for reconnections: it keeps the TLS session tickets that let a reconnection
-/// resume.
+/// Reuse one client for reconnections: it keeps the TLS session tickets and the server's hello
+/// that let a reconnection resume with 0-RTT, so that calls marked idempotent reach the server
+/// in the very first flight (see [`EarlyData`](crate::EarlyData)).
 #[derive(Clone)]
 pub struct Client {
     inner: Arc<Inner>,
@@ -32,6 +37,18 @@ struct Inner {
     shared: Arc<Shared>,
     config: ClientConfig,
     netsim: Option<NetSim>,
+    /// The hello of each server connected to (by address and name), for 0-RTT reconnections.
+    hellos: Mutex<HashMap<(SocketAddr, String), PeerHello>>,
+}
+
+impl Inner {
+    fn remember(&self, key: (SocketAddr, String), hello: PeerHello) {
+        let mut hellos = self.hellos.lock().unwrap_or_else(|e| e.into_inner());
+        if hellos.len() >= REMEMBERED_SERVERS && !hellos.contains_key(&key) {
+            hellos.clear();
+        }
+        hellos.insert(key, hello);
+    }
 }
 
 /// Configures a [`Client`].
@@ -91,6 +108,7 @@ impl ClientBuilder {
                 shared,
                 config,
                 netsim,
+                hellos: Mutex::default(),
             }),
         })
     }
@@ -138,8 +156,39 @@ impl Client {
             .endpoint
             .connect_with(self.inner.config.clone(), addr, server_name)
             .map_err(|source| Error::Connect { addr, source })?;
+        let key = (addr, server_name.to_owned());
+        // A server talked to before: resume with 0-RTT, starting on the hello it sent then.
+        let remembered = self
+            .inner
+            .hellos
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&key)
+            .cloned();
+        let connecting = match remembered {
+            Some(remembered) => match connecting.into_0rtt() {
+                Ok((conn, accepted)) => {
+                    let hellos = self.inner.clone();
+                    let remember =
+                        Box::new(move |hello: &PeerHello| hellos.remember(key, hello.clone()));
+                    let session = endpoint::establish_early(
+                        conn,
+                        self.inner.shared.clone(),
+                        accepted,
+                        remembered,
+                        remember,
+                    )
+                    .await?;
+                    tracing::debug!(session = session.id(), %addr, "connected with 0-RTT");
+                    return Ok(session);
+                }
+                Err(connecting) => connecting,
+            },
+            None => connecting,
+        };
         let conn = connecting.await.map_err(Error::from_connection)?;
-        let session = endpoint::establish(conn, self.inner.shared.clone()).await?;
+        let session = endpoint::establish(conn, self.inner.shared.clone(), None).await?;
+        self.inner.remember(key, session.peer_hello());
         tracing::debug!(session = session.id(), %addr, "connected");
         Ok(session)
     }

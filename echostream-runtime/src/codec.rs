@@ -188,7 +188,7 @@ pub struct FrameTooLarge {
 
 /// One encoded frame: a header and, for a large payload, the payload itself; ready for a
 /// vectored write without any further allocation.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct EncodedFrame {
     chunks: [Bytes; 2],
     used: usize,

@@ -4,21 +4,23 @@
 
 use std::sync::Arc;
 
-use quinn::Connection;
+use quinn::{Connection, SendStream, ZeroRttAccepted};
 
 use crate::clock::{Clock, SystemClock};
 use crate::codec::Encoder;
 use crate::config::Config;
 use crate::context::Context;
+use crate::early::{EarlyData, Handshake, handshake_complete};
 use crate::error::Error;
 use crate::io::{FrameReader, ReadFrameError};
 use crate::middleware::{Middleware, Middlewares};
 use crate::netsim::NetSimConfig;
 use crate::plugin::Plugin;
 use crate::proto::v1::{ErrorCode, Frame, frame::Payload};
+use crate::protocol::PeerHello;
 use crate::protocol::{self, STREAM_CONTROL};
 use crate::router::{Router, Service};
-use crate::session::{Session, codec_close_code};
+use crate::session::{HelloHook, Session, Start, codec_close_code};
 use crate::sessions::Sessions;
 
 /// Which side of connections an endpoint is.
@@ -227,30 +229,48 @@ pub(crate) async fn start(shared: &Shared) -> Result<(), Error> {
     Ok(())
 }
 
-/// Exchanges hellos on a fresh connection and starts its session.
-pub(crate) async fn establish(conn: Connection, shared: Arc<Shared>) -> Result<Session, Error> {
+/// Opens this side's control stream and writes its hello on it (as 0-RTT early data when the
+/// handshake is not done yet).
+pub(crate) async fn open_control(
+    conn: &Connection,
+    max_frame_size: usize,
+    max_concurrent_calls: u32,
+) -> Result<SendStream, Error> {
+    let mut control = conn.open_uni().await.map_err(Error::from_connection)?;
+    let mut encoder = Encoder::new();
+    encoder.put_byte(STREAM_CONTROL);
+    let hello = Frame {
+        metadata: Default::default(),
+        payload: Some(Payload::Hello(protocol::hello(
+            max_frame_size,
+            max_concurrent_calls,
+        ))),
+    };
+    let mut hello = encoder
+        .encode_frame(hello, usize::MAX)
+        .map_err(|e| Error::Protocol(e.to_string()))?;
+    if let Err(e) = control.write_all_chunks(hello.chunks()).await {
+        return Err(match e {
+            quinn::WriteError::ConnectionLost(e) => Error::from_connection(e),
+            other => Error::Protocol(format!("cannot write the hello: {other}")),
+        });
+    }
+    Ok(control)
+}
+
+/// Exchanges hellos on a fresh connection and starts its session. `accepted` is given when the
+/// TLS handshake may not be complete yet (a server answering in 0.5-RTT): it resolves when it
+/// is.
+pub(crate) async fn establish(
+    conn: Connection,
+    shared: Arc<Shared>,
+    accepted: Option<ZeroRttAccepted>,
+) -> Result<Session, Error> {
     let config = &shared.config;
     let timeout = config.handshake_timeout;
     let exchange = async {
-        let mut control = conn.open_uni().await.map_err(Error::from_connection)?;
-        let mut encoder = Encoder::new();
-        encoder.put_byte(STREAM_CONTROL);
-        let hello = Frame {
-            metadata: Default::default(),
-            payload: Some(Payload::Hello(protocol::hello(
-                config.max_frame_size,
-                config.max_concurrent_calls,
-            ))),
-        };
-        let mut hello = encoder
-            .encode_frame(hello, usize::MAX)
-            .map_err(|e| Error::Protocol(e.to_string()))?;
-        if let Err(e) = control.write_all_chunks(hello.chunks()).await {
-            return Err(match e {
-                quinn::WriteError::ConnectionLost(e) => Error::from_connection(e),
-                other => Error::Protocol(format!("cannot write the hello: {other}")),
-            });
-        }
+        let control =
+            open_control(&conn, config.max_frame_size, config.max_concurrent_calls).await?;
         let recv = conn.accept_uni().await.map_err(Error::from_connection)?;
         let mut reader = FrameReader::new(recv, config.max_frame_size);
         let protocol_error = |code: ErrorCode, detail: String| {
@@ -332,5 +352,44 @@ pub(crate) async fn establish(conn: Connection, shared: Arc<Shared>) -> Result<S
             return Err(Error::HandshakeTimeout(timeout));
         }
     };
-    Ok(Session::start(conn, shared, peer, control, reader))
+    // A hello read before the handshake completed came as early data: the client resumed with
+    // 0-RTT and this server accepted it.
+    let (handshake, accepted) = match accepted {
+        Some(accepted) if !handshake_complete(&conn) => {
+            (Handshake::pending(EarlyData::Accepted), Some(accepted))
+        }
+        _ => (Handshake::confirmed(EarlyData::NotAttempted), None),
+    };
+    let start = Start {
+        peer,
+        control_send: control,
+        control_recv: Some(reader),
+        handshake,
+        accepted,
+        on_peer_hello: None,
+    };
+    Ok(Session::start(conn, shared, start))
+}
+
+/// Starts the session of a client connection resuming with 0-RTT: its hello goes as early data
+/// and the session starts at once, on the hello `remembered` from the last connection to this
+/// server (the server's own hello, on its way, then replaces it and goes to `on_peer_hello`).
+pub(crate) async fn establish_early(
+    conn: Connection,
+    shared: Arc<Shared>,
+    accepted: ZeroRttAccepted,
+    remembered: PeerHello,
+    on_peer_hello: HelloHook,
+) -> Result<Session, Error> {
+    let config = &shared.config;
+    let control = open_control(&conn, config.max_frame_size, config.max_concurrent_calls).await?;
+    let start = Start {
+        peer: remembered,
+        control_send: control,
+        control_recv: None,
+        handshake: Handshake::pending(EarlyData::Pending),
+        accepted: Some(accepted),
+        on_peer_hello: Some(on_peer_hello),
+    };
+    Ok(Session::start(conn, shared, start))
 }

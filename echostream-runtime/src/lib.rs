@@ -37,6 +37,7 @@ pub mod context;
 pub mod datagram;
 #[cfg(feature = "mdns")]
 pub mod discovery;
+pub mod early;
 mod endpoint;
 pub mod error;
 mod io;
@@ -65,6 +66,7 @@ pub use call::{CallContext, CallKind, CallOptions, Metadata};
 pub use client::{Client, ClientBuilder};
 pub use config::Config;
 pub use context::Context;
+pub use early::EarlyData;
 pub use error::{CloseReason, Error};
 pub use jitter::Played;
 pub use middleware::Middleware;

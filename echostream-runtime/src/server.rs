@@ -85,7 +85,8 @@ impl ServerBuilder {
             return Err(error);
         }
         let (stop, stopped) = watch::channel(false);
-        let accept = tokio::spawn(accept(endpoint.clone(), shared.clone(), stopped));
+        let early = !tls.authenticates_clients();
+        let accept = tokio::spawn(accept(endpoint.clone(), shared.clone(), stopped, early));
         tracing::info!(%local_addr, fingerprint = %tls.fingerprint(), "server listening");
         Ok(Server {
             inner: Arc::new(Inner {
@@ -231,8 +232,23 @@ pub(crate) async fn resolve(
     })
 }
 
-/// Accepts connections until told to stop; each becomes a session in its own task.
-async fn accept(endpoint: Endpoint, shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
+/// Completes the TLS handshake of a connection, then its hello exchange.
+async fn establish_after_handshake(
+    connecting: quinn::Connecting,
+    shared: &Arc<Shared>,
+) -> Result<crate::session::Session, Error> {
+    let conn = connecting.await.map_err(Error::from_connection)?;
+    endpoint::establish(conn, shared.clone(), None).await
+}
+
+/// Accepts connections until told to stop; each becomes a session in its own task. With
+/// `early`, sessions start in 0.5-RTT: before the client's handshake completes.
+async fn accept(
+    endpoint: Endpoint,
+    shared: Arc<Shared>,
+    mut stop: watch::Receiver<bool>,
+    early: bool,
+) {
     loop {
         let incoming = tokio::select! {
             incoming = endpoint.accept() => incoming,
@@ -242,8 +258,17 @@ async fn accept(endpoint: Endpoint, shared: Arc<Shared>, mut stop: watch::Receiv
         let shared = shared.clone();
         tokio::spawn(async move {
             let remote = incoming.remote_address();
-            let result = match incoming.await {
-                Ok(conn) => endpoint::establish(conn, shared.clone()).await,
+            // Into 0.5-RTT at once (unless clients must first prove who they are): a resuming
+            // client's early hello and idempotent calls are served before its handshake
+            // completes, and a new client gets this server's hello a round trip sooner.
+            let result = match incoming.accept() {
+                Ok(connecting) if early => match connecting.into_0rtt() {
+                    Ok((conn, accepted)) => {
+                        endpoint::establish(conn, shared.clone(), Some(accepted)).await
+                    }
+                    Err(connecting) => establish_after_handshake(connecting, &shared).await,
+                },
+                Ok(connecting) => establish_after_handshake(connecting, &shared).await,
                 Err(error) => Err(Error::from_connection(error)),
             };
             if let Err(error) = result {

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use prost::Message;
-use quinn::{Connection, RecvStream, SendStream, VarInt};
+use quinn::{Connection, RecvStream, SendStream, VarInt, ZeroRttAccepted};
 use tokio::sync::{Notify, watch};
 use tokio::time::Instant;
 
@@ -20,7 +20,8 @@ use crate::call::{CallContext, CallKind, CallOptions, Metadata};
 use crate::clock::{Clock, ClockEstimate, ClockMapping, ClockSync};
 use crate::codec::{EncodedFrame, Encoder};
 use crate::context::Context;
-use crate::endpoint::Shared;
+use crate::early::{EarlyData, Handshake, handshake_complete};
+use crate::endpoint::{Shared, Side};
 use crate::error::CloseReason;
 use crate::io::{FrameReader, ReadFrameError, status_from_stream_code, status_from_write};
 use crate::keepalive::{self, PongSample, RttEstimator};
@@ -59,8 +60,19 @@ pub(crate) struct Inner {
     pub(crate) conn: Connection,
     pub(crate) shared: Arc<Shared>,
     state: State,
+    /// The peer's hello: received, or remembered from an earlier connection while the one of
+    /// this connection is on its way (0-RTT).
     peer: PeerHello,
-    peer_identity: Option<PeerIdentity>,
+    /// The hello received on this connection, when `peer` is a remembered one.
+    peer_hello: OnceLock<PeerHello>,
+    /// The peer's frame limit now.
+    peer_max_frame_size: AtomicUsize,
+    /// Told of the peer's hello once received (a client remembering it for 0-RTT).
+    on_peer_hello: Mutex<Option<HelloHook>>,
+    /// Notified when `peer_hello` is set.
+    hello_arrived: Notify,
+    peer_identity: OnceLock<PeerIdentity>,
+    pub(crate) handshake: Handshake,
     next_call_id: AtomicU64,
     pub(crate) next_stream_id: AtomicU64,
     timing: Mutex<Timing>,
@@ -86,6 +98,22 @@ pub(crate) struct Inner {
     closing: AtomicBool,
     close_reason: OnceLock<CloseReason>,
     closed: watch::Sender<bool>,
+}
+
+/// What a client does with a server's hello: remember it for the next 0-RTT connection.
+pub(crate) type HelloHook = Box<dyn FnOnce(&PeerHello) + Send>;
+
+/// How a session starts: its control streams and where its handshake is.
+pub(crate) struct Start {
+    /// The peer's hello, or the one remembered from an earlier connection (`control_recv` is
+    /// then `None`: the peer's control stream and its hello are still to come).
+    pub(crate) peer: PeerHello,
+    pub(crate) control_send: SendStream,
+    pub(crate) control_recv: Option<FrameReader>,
+    pub(crate) handshake: Handshake,
+    /// Resolves when the TLS handshake completes (or fails), if it was not complete yet.
+    pub(crate) accepted: Option<ZeroRttAccepted>,
+    pub(crate) on_peer_hello: Option<HelloHook>,
 }
 
 /// What the pings measured.
@@ -167,24 +195,35 @@ fn bump(counter: &AtomicU64) {
 }
 
 impl Session {
-    /// Builds the session of an established connection whose hellos are exchanged, and starts
-    /// its tasks.
-    pub(crate) fn start(
-        conn: Connection,
-        shared: Arc<Shared>,
-        peer: PeerHello,
-        control_send: SendStream,
-        control_recv: FrameReader,
-    ) -> Session {
+    /// Builds the session of a connection whose hello is sent (and the peer's received, or
+    /// remembered), and starts its tasks.
+    pub(crate) fn start(conn: Connection, shared: Arc<Shared>, start: Start) -> Session {
+        let Start {
+            peer,
+            control_send,
+            control_recv,
+            handshake,
+            accepted,
+            on_peer_hello,
+        } = start;
         let config = &shared.config;
         let config_datagrams = config.datagrams;
+        let peer_identity = OnceLock::new();
+        if let Some(identity) = PeerIdentity::of(&conn) {
+            let _ = peer_identity.set(identity);
+        }
         let session = Session {
             inner: Arc::new(Inner {
                 id: shared.sessions.next_id(),
-                peer_identity: PeerIdentity::of(&conn),
+                peer_identity,
                 conn,
                 state: State::new(),
+                peer_max_frame_size: AtomicUsize::new(peer.max_frame_size),
                 peer,
+                peer_hello: OnceLock::new(),
+                on_peer_hello: Mutex::new(on_peer_hello),
+                hello_arrived: Notify::new(),
+                handshake,
                 next_call_id: AtomicU64::new(1),
                 next_stream_id: AtomicU64::new(1),
                 timing: Mutex::new(Timing {
@@ -219,14 +258,33 @@ impl Session {
             session = session.id(),
             remote = %session.remote_address(),
             peer_agent = %session.inner.peer.agent,
+            early_data = ?session.early_data(),
             side = session.inner.shared.side.as_str(),
             "session established"
         );
         tokio::spawn(session.clone().watch_close());
         tokio::spawn(session.clone().accept_calls());
-        tokio::spawn(session.clone().accept_uni_streams());
-        tokio::spawn(session.clone().read_control(control_recv));
-        tokio::spawn(session.clone().write_control(control_send));
+        let peer_control = control_recv.is_none();
+        tokio::spawn(session.clone().accept_uni_streams(peer_control));
+        match control_recv {
+            Some(reader) => {
+                tokio::spawn(session.clone().read_control(reader, false));
+            }
+            None => {
+                tokio::spawn(session.clone().expect_hello());
+            }
+        }
+        match (accepted, session.inner.shared.side) {
+            (Some(accepted), Side::Client) => {
+                tokio::spawn(session.clone().early_client(accepted, control_send));
+            }
+            (accepted, _) => {
+                if let Some(accepted) = accepted {
+                    tokio::spawn(session.clone().early_server(accepted));
+                }
+                tokio::spawn(session.clone().write_control(control_send));
+            }
+        }
         tokio::spawn(session.clone().write_events());
         if config_datagrams {
             tokio::spawn(crate::unreliable::receive(session.clone()));
@@ -281,7 +339,7 @@ impl Session {
             })),
         };
         bump(&inner.counters.calls_sent);
-        let exchange = self.exchange(id, frame, deadline);
+        let exchange = self.exchange(id, frame, deadline, options.idempotent);
         match deadline {
             None => exchange.await,
             Some(deadline) => match tokio::time::timeout_at(deadline, exchange).await {
@@ -312,12 +370,50 @@ impl Session {
         id: u64,
         frame: Frame,
         deadline: Option<Instant>,
+        idempotent: bool,
     ) -> Result<Bytes, Status> {
         let inner = &*self.inner;
+        // Before the handshake is confirmed (0-RTT), only replay-safe calls may go.
+        if !idempotent && !inner.handshake.wait().await {
+            return Err(self.unavailable());
+        }
         let frame = self.outbound(frame).await?;
         let frame =
             frame.ok_or_else(|| Status::cancelled("request dropped by outbound middleware"))?;
         let mut encoded = inner.encode(frame)?;
+        if inner.handshake.is_confirmed() {
+            return self.attempt(id, &mut encoded, deadline).await;
+        }
+        // Early data: if the server rejects it, the call goes again after the handshake.
+        let mut again = encoded.clone();
+        match self.attempt(id, &mut encoded, deadline).await {
+            Err(status) if status.code() == Code::Unavailable && self.rejected_early() => {
+                if !inner.handshake.wait().await {
+                    return Err(self.unavailable());
+                }
+                self.attempt(id, &mut again, deadline).await
+            }
+            result => result,
+        }
+    }
+
+    /// Whether the server rejected this session's early data.
+    fn rejected_early(&self) -> bool {
+        !self.is_closed()
+            && matches!(
+                self.inner.handshake.early_data(),
+                EarlyData::Rejected | EarlyData::Pending
+            )
+    }
+
+    /// One try of a call: its stream, its request, its answer.
+    async fn attempt(
+        &self,
+        id: u64,
+        encoded: &mut crate::codec::EncodedFrame,
+        deadline: Option<Instant>,
+    ) -> Result<Bytes, Status> {
+        let inner = &*self.inner;
         let (send, recv) = inner.conn.open_bi().await.map_err(|_| self.unavailable())?;
         let mut call = CallStreams {
             send,
@@ -507,7 +603,20 @@ impl Session {
     /// The certificate identity the peer proved in the TLS handshake; `None` if it presented no
     /// certificate (clients usually do not, unless mutual TLS is configured).
     pub fn peer_identity(&self) -> Option<&PeerIdentity> {
-        self.inner.peer_identity.as_ref()
+        self.inner.peer_identity.get()
+    }
+
+    /// Whether this session used 0-RTT early data, and what became of it (see
+    /// [`EarlyData`]). A client resumes with 0-RTT when it reconnects to a server it has talked
+    /// to, through the same [`Client`](crate::Client).
+    pub fn early_data(&self) -> EarlyData {
+        self.inner.handshake.early_data()
+    }
+
+    /// Whether the TLS handshake is confirmed. Until it is (0-RTT), only calls marked
+    /// idempotent go out; everything else waits for it.
+    pub fn handshake_confirmed(&self) -> bool {
+        self.inner.handshake.is_confirmed()
     }
 
     /// The peer's UDP address.
@@ -517,12 +626,26 @@ impl Session {
 
     /// The implementation the peer announced in its hello (e.g. `"echostream-rust/0.1.0"`).
     pub fn peer_agent(&self) -> &str {
-        &self.inner.peer.agent
+        &self
+            .inner
+            .peer_hello
+            .get()
+            .unwrap_or(&self.inner.peer)
+            .agent
+    }
+
+    /// The peer's hello as known now.
+    pub(crate) fn peer_hello(&self) -> PeerHello {
+        self.inner
+            .peer_hello
+            .get()
+            .unwrap_or(&self.inner.peer)
+            .clone()
     }
 
     /// The largest frame the peer accepts, from its hello.
     pub fn peer_max_frame_size(&self) -> usize {
-        self.inner.peer.max_frame_size
+        self.inner.peer_max_frame_size.load(Relaxed)
     }
 
     /// This session's own typed state.
@@ -850,7 +973,14 @@ impl Session {
             return;
         };
         let id = request.id;
+        let idempotent = request.idempotent;
         bump(&inner.counters.calls_received);
+        // Early data may be a replay: only a call its caller declared replay-safe is served
+        // before the handshake completes (a well-behaved client sends no other).
+        let early = self.arrived_early();
+        if early && !idempotent && !inner.handshake.wait().await {
+            return;
+        }
         let _inflight = Inflight::enter(inner);
         let max = inner.shared.config.max_concurrent_calls as usize;
         if inner.inflight.load(Relaxed) > max {
@@ -888,7 +1018,8 @@ impl Session {
         };
         let deadline = (request.timeout_us > 0)
             .then(|| received_at + Duration::from_micros(request.timeout_us));
-        let ctx = CallContext::new(CallKind::Rpc, id, name.clone(), deadline, metadata);
+        let ctx = CallContext::new(CallKind::Rpc, id, name.clone(), deadline, metadata)
+            .with_early_data(early);
         // The handler's future is dropped at the end of this block, before the answer is sent.
         let outcome = {
             let handled = ctx
@@ -969,14 +1100,26 @@ impl Session {
     }
 
     /// Accepts the peer's unidirectional streams and dispatches them on their type byte.
-    async fn accept_uni_streams(self) {
+    ///
+    /// With `peer_control`, the peer's control stream is still to come (a 0-RTT client starts
+    /// its session before the server's hello arrives): it must be the first stream accepted.
+    async fn accept_uni_streams(self, peer_control: bool) {
         let events_seen = Arc::new(AtomicBool::new(false));
+        let mut first = peer_control;
         while let Ok(recv) = self.inner.conn.accept_uni().await {
             let session = self.clone();
             let events_seen = events_seen.clone();
+            let control_due = std::mem::take(&mut first);
             tokio::spawn(async move {
                 let mut reader = FrameReader::new(recv, session.inner.shared.config.max_frame_size);
                 match reader.read_stream_type().await {
+                    Ok(Some(STREAM_CONTROL)) if control_due => {
+                        session.read_control(reader, true).await
+                    }
+                    Ok(Some(other)) if control_due => session.protocol_error(
+                        ErrorCode::ProtocolError,
+                        &format!("the first stream must be the control stream, got type {other}"),
+                    ),
                     Ok(Some(STREAM_EVENTS)) if !events_seen.swap(true, Relaxed) => {
                         session.read_events(reader).await
                     }
@@ -1015,6 +1158,10 @@ impl Session {
                 );
             }
             bump(&self.inner.counters.events_received);
+            // Events are not replay-safe: early ones wait for the handshake.
+            if !self.inner.handshake.wait().await {
+                return;
+            }
             self.dispatch_event(frame).await;
         }
     }
@@ -1063,6 +1210,156 @@ impl Session {
         }
     }
 
+    /// Takes the hello of a peer whose session started on a remembered one: checks its version
+    /// and applies its limits. `false` if the connection is closed for it.
+    fn take_hello(&self, hello: crate::proto::v1::Hello) -> bool {
+        match protocol::check_hello(hello, crate::codec::DEFAULT_MAX_FRAME_SIZE) {
+            Ok(peer) => {
+                self.inner
+                    .peer_max_frame_size
+                    .store(peer.max_frame_size, Relaxed);
+                let hook = self
+                    .inner
+                    .on_peer_hello
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .take();
+                if let Some(hook) = hook {
+                    hook(&peer);
+                }
+                let _ = self.inner.peer_hello.set(peer);
+                self.inner.hello_arrived.notify_waiters();
+                true
+            }
+            Err(version) => {
+                let detail = format!(
+                    "the peer speaks protocol version {version}, this endpoint speaks {}",
+                    protocol::PROTOCOL_VERSION
+                );
+                tracing::warn!(session = self.id(), %detail, "closing the connection");
+                self.close_with(protocol::close_code(ErrorCode::VersionMismatch), &detail);
+                false
+            }
+        }
+    }
+
+    fn hello_timed_out(&self) {
+        tracing::warn!(session = self.id(), "no hello within the handshake timeout");
+        self.close_with(
+            protocol::close_code(ErrorCode::HandshakeTimeout),
+            "no hello within the handshake timeout",
+        );
+    }
+
+    /// Closes the connection if the peer's hello (expected on a control stream not opened yet)
+    /// does not arrive in time.
+    async fn expect_hello(self) {
+        let timeout = self.inner.shared.config.handshake_timeout;
+        let arrived = async {
+            loop {
+                let notified = self.inner.hello_arrived.notified();
+                tokio::pin!(notified);
+                notified.as_mut().enable();
+                if self.inner.peer_hello.get().is_some() {
+                    return;
+                }
+                notified.await;
+            }
+        };
+        tokio::select! {
+            _ = tokio::time::timeout(timeout, arrived) => {
+                if self.inner.peer_hello.get().is_none() && !self.is_closed() {
+                    self.hello_timed_out();
+                }
+            }
+            _ = self.closed() => {}
+        }
+    }
+
+    /// A 0-RTT client: waits for the handshake, then starts writing the control stream: the one
+    /// its hello went on early if the server accepted the early data, or a new one with the
+    /// hello again if it rejected it (0-RTT streams are then gone, and the new control stream is
+    /// the first the server sees).
+    async fn early_client(self, accepted: ZeroRttAccepted, early_control: SendStream) {
+        let taken = accepted.await;
+        if self.is_closed() {
+            self.inner.handshake.fail();
+            return;
+        }
+        let control = if taken {
+            self.inner.handshake.confirm(EarlyData::Accepted);
+            early_control
+        } else {
+            tracing::debug!(
+                session = self.id(),
+                "the server rejected the early data; sending again"
+            );
+            let config = &self.inner.shared.config;
+            match crate::endpoint::open_control(
+                &self.inner.conn,
+                config.max_frame_size,
+                config.max_concurrent_calls,
+            )
+            .await
+            {
+                Ok(control) => {
+                    self.inner.handshake.confirm(EarlyData::Rejected);
+                    control
+                }
+                Err(error) => {
+                    tracing::debug!(session = self.id(), %error, "cannot send the hello again");
+                    self.inner.handshake.fail();
+                    return;
+                }
+            }
+        };
+        self.refresh_peer_identity();
+        self.write_control(control).await;
+    }
+
+    /// A server whose session started before the TLS handshake was complete (0-RTT): marks it
+    /// confirmed once it is. (On a server, quinn resolves the future when the handshake
+    /// completes, with a value that means nothing.)
+    async fn early_server(self, accepted: ZeroRttAccepted) {
+        accepted.await;
+        if self.is_closed() {
+            self.inner.handshake.fail();
+        } else {
+            self.confirm_server();
+        }
+    }
+
+    /// A server's handshake is complete: its session is confirmed.
+    fn confirm_server(&self) {
+        if !self.inner.handshake.is_confirmed() {
+            self.inner.handshake.confirm(EarlyData::Accepted);
+            self.refresh_peer_identity();
+        }
+    }
+
+    /// Takes the peer's certificate identity once the handshake has proven it.
+    fn refresh_peer_identity(&self) {
+        if self.inner.peer_identity.get().is_none()
+            && let Some(identity) = PeerIdentity::of(&self.inner.conn)
+        {
+            let _ = self.inner.peer_identity.set(identity);
+        }
+    }
+
+    /// Whether a request read now arrived as early data: before the TLS handshake was complete.
+    /// Only a server receives early data (what a server sends before that cannot be replayed).
+    fn arrived_early(&self) -> bool {
+        if self.inner.handshake.is_confirmed() || self.inner.shared.side == Side::Client {
+            return false;
+        }
+        if handshake_complete(&self.inner.conn) {
+            // Complete, but not marked yet: mark it now, so that the handler sees it so.
+            self.confirm_server();
+            return false;
+        }
+        true
+    }
+
     /// Takes in one completed ping/pong exchange: round trip and clock sample.
     fn take_sample(&self, sample: PongSample) {
         let now = self.inner.shared.clock.instant();
@@ -1093,8 +1390,34 @@ impl Session {
         sync.min(self.inner.shared.config.keepalive_interval)
     }
 
-    /// Reads the peer's control stream: pings, pongs and go-aways.
-    async fn read_control(self, mut reader: FrameReader) {
+    /// Reads the peer's control stream: pings, pongs and go-aways; first its hello if
+    /// `hello_due` (a 0-RTT client, whose session started on a remembered hello).
+    async fn read_control(self, mut reader: FrameReader, hello_due: bool) {
+        if hello_due {
+            let timeout = self.inner.shared.config.handshake_timeout;
+            match tokio::time::timeout(timeout, reader.next()).await {
+                Ok(Ok(Some(Frame {
+                    payload: Some(Payload::Hello(hello)),
+                    ..
+                }))) => {
+                    if !self.take_hello(hello) {
+                        return;
+                    }
+                }
+                Ok(Err(ReadFrameError::Codec(e))) => {
+                    return self
+                        .protocol_error(codec_close_code(&e), &format!("bad hello frame: {e}"));
+                }
+                Ok(Err(ReadFrameError::Read(_))) => return,
+                Ok(Ok(_)) => {
+                    return self.protocol_error(
+                        ErrorCode::ProtocolError,
+                        "the control stream must start with a hello",
+                    );
+                }
+                Err(_) => return self.hello_timed_out(),
+            }
+        }
         let clock = self.inner.shared.clock.clone();
         loop {
             let frame = match reader.next().await {
@@ -1187,6 +1510,10 @@ impl Session {
         let mut send: Option<SendStream> = None;
         while queue.pop_batch(&mut batch, WRITE_BATCH).await {
             if send.is_none() {
+                // Events are not replay-safe: they never travel as early data.
+                if !self.inner.handshake.wait().await {
+                    break;
+                }
                 match self.inner.conn.open_uni().await {
                     Ok(stream) => send = Some(stream),
                     Err(_) => break,
@@ -1235,7 +1562,7 @@ impl Inner {
     /// would refuse it for its size.
     fn encode(&self, frame: Frame) -> Result<EncodedFrame, Status> {
         Encoder::new()
-            .encode_frame(frame, self.peer.max_frame_size)
+            .encode_frame(frame, self.peer_max_frame_size.load(Relaxed))
             .map_err(|e| {
                 Status::resource_exhausted(format!(
                     "frame of {} bytes exceeds the peer's limit of {} bytes",
@@ -1247,10 +1574,10 @@ impl Inner {
     /// The encoded size of `frame`, or `RESOURCE_EXHAUSTED` if the peer would refuse it.
     pub(crate) fn check_frame_size(&self, frame: &Frame) -> Result<usize, Status> {
         let size = frame.encoded_len();
-        if size > self.peer.max_frame_size {
+        let max = self.peer_max_frame_size.load(Relaxed);
+        if size > max {
             return Err(Status::resource_exhausted(format!(
-                "frame of {size} bytes exceeds the peer's limit of {} bytes",
-                self.peer.max_frame_size
+                "frame of {size} bytes exceeds the peer's limit of {max} bytes"
             )));
         }
         Ok(size)

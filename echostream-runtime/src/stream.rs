@@ -454,7 +454,8 @@ pub(crate) async fn open(
     name: &str,
     options: StreamOptions,
 ) -> Result<StreamSender, Status> {
-    if session.is_closed() {
+    // Streams are not replay-safe: they never start as early data.
+    if session.is_closed() || !session.inner.handshake.wait().await {
         return Err(session.unavailable());
     }
     let datagram = options.delivery == Delivery::Datagram;
@@ -809,6 +810,10 @@ fn linger_time(session: &Session) -> Duration {
 
 /// Reads a stream the peer opened and hands its frames to the handler of its name.
 pub(crate) async fn read(session: Session, mut reader: FrameReader) {
+    // A stream opened in early data may be a replay: it waits for the handshake.
+    if !session.inner.handshake.wait().await {
+        return;
+    }
     let frame = match reader.next().await {
         Ok(Some(frame)) => frame,
         Ok(None) | Err(ReadFrameError::Read(_)) => return,

@@ -362,6 +362,12 @@ impl ServerTls {
         self.identity.fingerprint()
     }
 
+    /// Whether clients are asked for a certificate (mutual TLS, mandatory or optional). Such a
+    /// server sends nothing before the client's certificate is verified: no 0.5-RTT data.
+    pub fn authenticates_clients(&self) -> bool {
+        self.client_auth.is_some()
+    }
+
     /// The server's identity.
     pub fn identity(&self) -> &Identity {
         &self.identity

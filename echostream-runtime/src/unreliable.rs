@@ -734,6 +734,10 @@ impl Receiving {
 
 /// Reads the session's datagrams for as long as the connection lives.
 pub(crate) async fn receive(session: Session) {
+    // Early datagrams would belong to streams not open yet: they wait in quinn's buffer.
+    if !session.inner.handshake.wait().await {
+        return;
+    }
     let datagrams = &session.inner.datagrams;
     let conn = session.inner.conn.clone();
     let mut deadline: Option<Instant> = None;

@@ -6,6 +6,7 @@
 mod clock;
 mod common;
 mod datagrams;
+mod early;
 mod events;
 mod lifecycle;
 mod limits;
