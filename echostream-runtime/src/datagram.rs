@@ -2,7 +2,7 @@
 //! frame to fit the connection's current datagram size, and a reassembler with bounded memory.
 //!
 //! Every QUIC datagram of an unreliable stream starts with this header (byte by byte in
-//! `docs/protocol-datagrams.md`); all integers are QUIC variable-length integers (RFC 9000 §16):
+//! `docs/protocol.md`, section 9); all integers are QUIC variable-length integers (RFC 9000 §16):
 //!
 //! ```text
 //! byte 0      version (high nibble, = 1) | flags (low nibble; bit 0 = FRAGMENTED, others 0)
@@ -25,8 +25,10 @@
 //! Nothing here touches a socket or a clock: times are passed in, so the session drives it from
 //! its tasks and tests drive it step by step.
 
+use std::collections::VecDeque;
 use std::collections::hash_map::Entry;
-use std::collections::{HashMap, HashSet, VecDeque};
+
+use rustc_hash::{FxHashMap, FxHashSet};
 use std::time::{Duration, Instant};
 
 use bytes::{BufMut, Bytes, BytesMut};
@@ -402,8 +404,36 @@ pub fn fragment(
         frame,
         payload,
         count: plan.count,
+        wire_len: plan.wire_len,
         next: 0,
         buf: BytesMut::with_capacity(plan.wire_len),
+    })
+}
+
+/// [`fragment`], writing the datagrams into `arena`'s spare capacity (allocating a new block
+/// of `block` bytes, or the frame's size if larger, when it has too little): a sender of many
+/// small frames then pays one allocation per block instead of one per frame. Take the arena
+/// back with [`Fragments::into_arena`].
+pub fn fragment_in(
+    frame: FrameId,
+    payload: &[u8],
+    max_datagram_size: usize,
+    max_frame_bytes: usize,
+    mut arena: BytesMut,
+    block: usize,
+) -> Result<Fragments<'_>, FragmentError> {
+    let plan = plan(frame, payload.len(), max_datagram_size, max_frame_bytes)?;
+    arena.clear();
+    if arena.capacity() < plan.wire_len {
+        arena = BytesMut::with_capacity(plan.wire_len.max(block));
+    }
+    Ok(Fragments {
+        frame,
+        payload,
+        count: plan.count,
+        wire_len: plan.wire_len,
+        next: 0,
+        buf: arena,
     })
 }
 
@@ -413,6 +443,7 @@ pub struct Fragments<'a> {
     frame: FrameId,
     payload: &'a [u8],
     count: usize,
+    wire_len: usize,
     next: usize,
     buf: BytesMut,
 }
@@ -436,7 +467,13 @@ impl Fragments<'_> {
 
     /// The total bytes of all datagrams, headers included: what a pacer should admit.
     pub fn wire_len(&self) -> usize {
-        self.buf.capacity()
+        self.wire_len
+    }
+
+    /// The buffer the datagrams were written into, with its spare capacity, for the next frame
+    /// (see [`fragment_in`]).
+    pub fn into_arena(self) -> BytesMut {
+        self.buf
     }
 }
 
@@ -561,9 +598,12 @@ pub struct FrameKey {
 struct Partial {
     generation: u64,
     timestamp: u64,
+    frame_len: usize,
     count: usize,
     received: usize,
     have: Box<[u64]>,
+    /// The frame so far: filled in order while fragments come in order (the usual case, no
+    /// zeroing), the whole length (zeroed) once one comes out of order.
     buf: BytesMut,
 }
 
@@ -578,13 +618,15 @@ struct Partial {
 #[derive(Debug)]
 pub struct Reassembler {
     config: ReassemblerConfig,
-    partial: HashMap<Key, Partial>,
+    // Keys come from the peer, but these maps are small and bounded (partial frames, finished
+    // frames, streams): a fast hash cannot be made to degrade them much.
+    partial: FxHashMap<Key, Partial>,
     /// Partial frames in creation order, with their deadlines; entries whose frame is gone or
     /// was replaced (generation mismatch) are skipped lazily.
     deadlines: VecDeque<(Key, u64, Instant)>,
-    finished: HashSet<Key>,
+    finished: FxHashSet<Key>,
     finished_order: VecDeque<Key>,
-    stream_limits: HashMap<u64, usize>,
+    stream_limits: FxHashMap<u64, usize>,
     buffered_bytes: usize,
     generation: u64,
     stats: ReassemblyStats,
@@ -595,11 +637,11 @@ impl Reassembler {
     pub fn new(config: ReassemblerConfig) -> Self {
         Self {
             config,
-            partial: HashMap::new(),
+            partial: FxHashMap::default(),
             deadlines: VecDeque::new(),
-            finished: HashSet::new(),
+            finished: FxHashSet::default(),
             finished_order: VecDeque::new(),
-            stream_limits: HashMap::new(),
+            stream_limits: FxHashMap::default(),
             buffered_bytes: 0,
             generation: 0,
             stats: ReassemblyStats::default(),
@@ -687,7 +729,19 @@ impl Reassembler {
         datagram: Bytes,
         now: Instant,
     ) -> Result<Option<DatagramFrame>, ReassemblyError> {
-        self.expire(now);
+        self.push_with(datagram, now, |_| {})
+    }
+
+    /// [`Reassembler::push`], telling `dropped` the stream and seq of each partial frame it
+    /// drops on the way (timed out, evicted for room, or replaced by an inconsistent fragment),
+    /// so that the drops can be attributed to their streams.
+    pub fn push_with(
+        &mut self,
+        datagram: Bytes,
+        now: Instant,
+        mut dropped: impl FnMut(FrameKey),
+    ) -> Result<Option<DatagramFrame>, ReassemblyError> {
+        self.expire_with(now, &mut dropped);
         let (header, offset) = DatagramHeader::decode(&datagram).inspect_err(|_| {
             self.stats.malformed += 1;
         })?;
@@ -730,11 +784,15 @@ impl Reassembler {
         if let Some(p) = self.partial.get(&key)
             && (p.timestamp != id.timestamp
                 || p.count != info.count
-                || p.buf.len() != info.frame_len)
+                || p.frame_len != info.frame_len)
         {
             // Never mix two frames: drop what we had and start over with this fragment.
             self.remove_partial(key);
             self.stats.inconsistent += 1;
+            dropped(FrameKey {
+                stream_id: key.0,
+                seq: key.1,
+            });
             tracing::debug!(
                 stream_id = key.0,
                 seq = key.1,
@@ -746,7 +804,7 @@ impl Reassembler {
         }
 
         if !self.partial.contains_key(&key) {
-            self.make_room(info.frame_len);
+            self.make_room(info.frame_len, &mut dropped);
             self.generation += 1;
             let partial = Partial {
                 generation: self.generation,
@@ -754,7 +812,8 @@ impl Reassembler {
                 count: info.count,
                 received: 0,
                 have: vec![0u64; info.count.div_ceil(64)].into_boxed_slice(),
-                buf: BytesMut::zeroed(info.frame_len),
+                frame_len: info.frame_len,
+                buf: BytesMut::with_capacity(info.frame_len),
             };
             self.buffered_bytes += info.frame_len;
             self.deadlines
@@ -771,13 +830,21 @@ impl Reassembler {
             return Ok(None);
         }
         p.have[word] |= bit;
-        p.buf[info.range()].copy_from_slice(fragment);
+        let range = info.range();
+        if range.start == p.buf.len() {
+            p.buf.extend_from_slice(fragment);
+        } else {
+            if p.buf.len() < p.frame_len {
+                p.buf.resize(p.frame_len, 0);
+            }
+            p.buf[range].copy_from_slice(fragment);
+        }
         p.received += 1;
         if p.received < p.count {
             return Ok(None);
         }
         let p = entry.remove();
-        self.buffered_bytes -= p.buf.len();
+        self.buffered_bytes -= p.frame_len;
         self.remember_finished(key);
         self.stats.frames += 1;
         self.stats.reassembled += 1;
@@ -804,7 +871,7 @@ impl Reassembler {
     }
 
     /// Evicts the oldest partial frames until one of `len` bytes fits under both limits.
-    fn make_room(&mut self, len: usize) {
+    fn make_room(&mut self, len: usize, mut dropped: impl FnMut(FrameKey)) {
         while !self.partial.is_empty()
             && (self.partial.len() >= self.config.max_partial_frames.max(1)
                 || self.buffered_bytes + len > self.config.max_buffered_bytes)
@@ -815,6 +882,10 @@ impl Reassembler {
             };
             self.remove_partial(key);
             self.stats.evicted += 1;
+            dropped(FrameKey {
+                stream_id: key.0,
+                seq: key.1,
+            });
             tracing::debug!(
                 stream_id = key.0,
                 seq = key.1,
@@ -825,7 +896,7 @@ impl Reassembler {
 
     fn remove_partial(&mut self, key: Key) {
         if let Some(p) = self.partial.remove(&key) {
-            self.buffered_bytes -= p.buf.len();
+            self.buffered_bytes -= p.frame_len;
             self.remember_finished(key);
         }
     }
@@ -920,6 +991,37 @@ mod tests {
             .unwrap()
             .unwrap();
         assert!(f.payload.is_empty());
+    }
+
+    #[test]
+    fn fragments_written_into_an_arena_share_its_allocation() {
+        let data = payload(1_000);
+        let mut arena = BytesMut::new();
+        let mut sent = Vec::new();
+        for seq in 0..10 {
+            let id = FrameId { seq, ..ID };
+            let mut frags = fragment_in(id, &data, 1_200, 1 << 20, arena, 64 * 1024).unwrap();
+            sent.extend(&mut frags);
+            arena = frags.into_arena();
+        }
+        // One block of 64 KiB holds all ten, each a separate, intact datagram.
+        assert!(arena.capacity() >= 64 * 1024 - 10 * 1_020);
+        let mut r = Reassembler::default();
+        for (seq, d) in sent.into_iter().enumerate() {
+            let frame = r.push(d, Instant::now()).unwrap().unwrap();
+            assert_eq!((frame.id.seq, &frame.payload[..]), (seq as u64, &data[..]));
+        }
+        // A frame larger than what is left gets its own block.
+        let big = payload(100_000);
+        let frags = fragment_in(ID, &big, 1_200, 1 << 20, BytesMut::new(), 4_096).unwrap();
+        assert_eq!(
+            frags
+                .collect::<Vec<_>>()
+                .iter()
+                .map(Bytes::len)
+                .sum::<usize>(),
+            plan(ID, 100_000, 1_200, 1 << 20).unwrap().wire_len
+        );
     }
 
     #[test]

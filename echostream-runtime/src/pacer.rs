@@ -34,6 +34,9 @@ pub struct PacerConfig {
     pub rate: u64,
     /// The bucket size in bytes: how much may be sent back to back after an idle period.
     pub burst: u64,
+    /// The bucket holds at least this long's worth of the rate, whatever `burst` says: a sender
+    /// woken by timers of millisecond resolution could not keep a higher rate otherwise.
+    pub min_burst_time: Duration,
     /// The longest a frame may wait for tokens; a frame that would wait longer is dropped.
     /// Zero drops whatever cannot be sent at once.
     pub max_delay: Duration,
@@ -51,6 +54,7 @@ impl Default for PacerConfig {
         Self {
             rate: 12_500_000,
             burst: 64 * 1024,
+            min_burst_time: Duration::from_millis(2),
             max_delay: Duration::from_millis(20),
             min_rate: 16 * 1024,
             max_rate: 1_250_000_000,
@@ -104,13 +108,15 @@ impl Pacer {
     /// A pacer with a full bucket.
     pub fn new(config: PacerConfig) -> Self {
         let rate = config.rate.max(1);
-        Self {
-            tokens: config.burst as f64,
+        let mut pacer = Self {
+            tokens: 0.0,
             rate,
             config,
             last: None,
             stats: PacerStats::default(),
-        }
+        };
+        pacer.tokens = pacer.burst();
+        pacer
     }
 
     /// The current rate, in bytes per second.
@@ -133,7 +139,8 @@ impl Pacer {
         self.rate = bytes_per_sec.max(1);
     }
 
-    /// Follows the congestion controller: rate = `gain × cwnd / rtt`, kept within
+    /// Follows the congestion controller: rate = `gain × cwnd / rtt` (pass the path's minimum
+    /// round trip, which queueing does not inflate, for its bandwidth), kept within
     /// [`PacerConfig::min_rate`] and [`PacerConfig::max_rate`]. An RTT below 100 µs counts as
     /// 100 µs.
     pub fn follow_path(&mut self, cwnd_bytes: u64, rtt: Duration) {
@@ -151,7 +158,7 @@ impl Pacer {
     pub fn admit(&mut self, bytes: usize, now: Instant) -> Admission {
         self.refill(now);
         let bytes_f = bytes as f64;
-        let needed = bytes_f.min(self.config.burst as f64);
+        let needed = bytes_f.min(self.burst());
         if self.tokens >= needed {
             self.tokens -= bytes_f;
             self.stats.sent_frames += 1;
@@ -170,11 +177,16 @@ impl Pacer {
         Admission::Drop
     }
 
+    /// The bucket size now, in bytes.
+    pub fn burst(&self) -> f64 {
+        (self.config.burst as f64).max(self.rate as f64 * self.config.min_burst_time.as_secs_f64())
+    }
+
     fn refill(&mut self, now: Instant) {
         if let Some(last) = self.last {
             // An earlier `now` than before (callers on several threads) adds nothing.
             let elapsed = now.saturating_duration_since(last).as_secs_f64();
-            self.tokens = (self.tokens + elapsed * self.rate as f64).min(self.config.burst as f64);
+            self.tokens = (self.tokens + elapsed * self.rate as f64).min(self.burst());
         }
         if self.last.is_none_or(|last| now > last) {
             self.last = Some(now);
@@ -190,6 +202,7 @@ mod tests {
         PacerConfig {
             rate,
             burst,
+            min_burst_time: Duration::ZERO,
             max_delay: Duration::from_millis(max_delay_ms),
             ..Default::default()
         }
@@ -265,6 +278,24 @@ mod tests {
             assert_eq!(p.admit(1_000, later), Admission::Send);
         }
         assert_eq!(p.admit(1_000, later), Admission::Drop);
+    }
+
+    #[test]
+    fn the_bucket_holds_at_least_the_minimum_burst_time_of_the_rate() {
+        // 10 MB/s with a 5 kB bucket but 2 ms of minimum burst: 20 kB may go back to back.
+        let mut p = Pacer::new(PacerConfig {
+            min_burst_time: Duration::from_millis(2),
+            ..config(10_000_000, 5_000, 0)
+        });
+        assert_eq!(p.burst(), 20_000.0);
+        let t0 = Instant::now();
+        for _ in 0..20 {
+            assert_eq!(p.admit(1_000, t0), Admission::Send);
+        }
+        assert_eq!(p.admit(1_000, t0), Admission::Drop);
+        // A slower path shrinks it back to the configured bucket.
+        p.set_rate(1_000_000);
+        assert_eq!(p.burst(), 5_000.0);
     }
 
     #[test]

@@ -32,6 +32,8 @@ pub(crate) enum PushError {
 pub(crate) struct OutQueue<T> {
     state: Mutex<State<T>>,
     notify: Notify,
+    /// Wakes producers waiting for room.
+    room: Notify,
     limits: QueueLimits,
 }
 
@@ -51,6 +53,7 @@ impl<T> OutQueue<T> {
                 closed: false,
             }),
             notify: Notify::new(),
+            room: Notify::new(),
             limits,
         }
     }
@@ -61,14 +64,35 @@ impl<T> OutQueue<T> {
 
     /// Queues `item` of `size` bytes, or refuses it without waiting.
     pub(crate) fn push(&self, item: T, size: usize) -> Result<(), PushError> {
+        self.try_push(item, size).map_err(|(error, _)| error)
+    }
+
+    /// Queues `item` of `size` bytes, waiting for room while the queue is full. Fails only when
+    /// the queue is closed.
+    pub(crate) async fn push_wait(&self, item: T, size: usize) -> Result<(), PushError> {
+        let mut item = item;
+        loop {
+            let room = self.room.notified();
+            tokio::pin!(room);
+            room.as_mut().enable();
+            match self.try_push(item, size) {
+                Ok(()) => return Ok(()),
+                Err((PushError::Full, back)) => item = back,
+                Err((error, _)) => return Err(error),
+            }
+            room.await;
+        }
+    }
+
+    fn try_push(&self, item: T, size: usize) -> Result<(), (PushError, T)> {
         let mut state = self.lock();
         if state.closed {
-            return Err(PushError::Closed);
+            return Err((PushError::Closed, item));
         }
         let full = state.items.len() >= self.limits.frames
             || (!state.items.is_empty() && state.bytes + size > self.limits.bytes);
         if full {
-            return Err(PushError::Full);
+            return Err((PushError::Full, item));
         }
         state.items.push_back((item, size));
         state.bytes += size;
@@ -90,6 +114,8 @@ impl<T> OutQueue<T> {
                         state.bytes -= size;
                         out.push(item);
                     }
+                    drop(guard);
+                    self.room.notify_waiters();
                     return true;
                 }
                 if state.closed {
@@ -108,6 +134,7 @@ impl<T> OutQueue<T> {
         let waiting = state.items.len();
         drop(state);
         self.notify.notify_one();
+        self.room.notify_waiters();
         waiting
     }
 
@@ -120,6 +147,7 @@ impl<T> OutQueue<T> {
         state.bytes = 0;
         drop(state);
         self.notify.notify_one();
+        self.room.notify_waiters();
         discarded
     }
 
@@ -186,6 +214,27 @@ mod tests {
         assert!(q.pop_batch(&mut out, 10).await);
         assert_eq!(out, [7]);
         assert!(!q.pop_batch(&mut out, 10).await);
+    }
+
+    #[tokio::test]
+    async fn a_waiting_producer_gets_room_when_the_consumer_takes_or_the_queue_closes() {
+        let q = std::sync::Arc::new(queue(1, 1000));
+        q.push(1, 1).unwrap();
+        let producer = tokio::spawn({
+            let q = q.clone();
+            async move { (q.push_wait(2, 1).await, q.push_wait(3, 1).await) }
+        });
+        tokio::task::yield_now().await;
+        let mut out = Vec::new();
+        assert!(q.pop_batch(&mut out, 10).await);
+        assert_eq!(out, [1]);
+        tokio::task::yield_now().await;
+        assert_eq!(q.close(), 1, "2 got in, 3 waits");
+        let (second, third) = tokio::time::timeout(Duration::from_secs(5), producer)
+            .await
+            .expect("producer finished")
+            .unwrap();
+        assert_eq!((second, third), (Ok(()), Err(PushError::Closed)));
     }
 
     #[tokio::test]

@@ -421,6 +421,7 @@ impl Session {
             deadline,
             done: false,
         };
+        inner.datagrams.note_stream_write();
         call.send
             .write_all_chunks(encoded.chunks())
             .await
@@ -932,12 +933,7 @@ impl Session {
             // A call whose request has fully arrived and whose handler answers at once is
             // served right here, without a task of its own; the others get one. (Boxed, so
             // spawning moves a pointer rather than the call's state.)
-            let inline = std::env::var_os("NOINLINE").is_none();
-            match if inline {
-                std::future::poll_fn(|cx| Poll::Ready(Pin::new(&mut call).poll(cx))).await
-            } else {
-                Poll::Pending
-            } {
+            match std::future::poll_fn(|cx| Poll::Ready(Pin::new(&mut call).poll(cx))).await {
                 Poll::Ready(Ok(())) => {}
                 Poll::Ready(Err(panic)) => self.internal_error(&panic),
                 Poll::Pending => {
@@ -1094,6 +1090,7 @@ impl Session {
             },
         };
         // A failed write means the caller is gone: nobody is left to tell.
+        self.inner.datagrams.note_stream_write();
         if send.write_all_chunks(encoded.chunks()).await.is_ok() {
             let _ = send.finish();
         }
@@ -1494,6 +1491,8 @@ impl Session {
                 encoder.encode(frame, &mut chunks);
             }
             encoder.flush(&mut chunks);
+            // (Control frames are not noted for the datagram sender: a ping or pong held back
+            // by media only makes one clock sample worse, which the filter discards.)
             if send.write_all_chunks(&mut chunks).await.is_err() {
                 return;
             }
@@ -1526,6 +1525,7 @@ impl Session {
             }
             encoder.flush(&mut chunks);
             let Some(stream) = send.as_mut() else { break };
+            self.inner.datagrams.note_stream_write();
             if stream.write_all_chunks(&mut chunks).await.is_err() {
                 self.inner.counters.events_dropped.fetch_add(count, Relaxed);
                 break;

@@ -44,6 +44,9 @@ const RECEIVE_BATCH: usize = 64;
 /// reassembled.
 const LINGER_STEP: Duration = Duration::from_millis(10);
 
+/// How many frames of a burst a received stream takes in before it publishes its statistics.
+const PUBLISH_EVERY: u32 = 32;
+
 /// How long frames held in a jitter buffer may still play after their stream finished.
 const MAX_DRAIN: Duration = Duration::from_secs(2);
 
@@ -317,6 +320,38 @@ impl StreamSender {
                         Status::cancelled(format!("stream {} is finished", out.name))
                     })),
                 }
+            }
+        }
+    }
+
+    /// Sends `data` as the next frame, stamped with the endpoint's clock, waiting for room
+    /// rather than dropping it: for a reliable stream, room in its queue; for a datagram stream,
+    /// room in QUIC's datagram send buffer (quinn's `send_datagram_wait`), after the calls and
+    /// events written before it, and without the pacer. For bulk transfers that may wait, not
+    /// for live media (see [`StreamSender::send`]). Errors as `send`, but never a dropped frame.
+    pub async fn send_wait(&self, data: Bytes) -> Result<(), Status> {
+        let out = &*self.out;
+        let timestamp = out.session.clock().now_micros();
+        match &out.lane {
+            OutLane::Datagram(lane) => {
+                unreliable::send_wait(&self.out, lane, timestamp, data).await
+            }
+            OutLane::Reliable { queue, gap, .. } => {
+                if let Some(status) = out.failed.get() {
+                    return Err(status.clone());
+                }
+                out.check_size(&data)?;
+                let size = data.len() + STREAM_FRAME_OVERHEAD;
+                let pending = Pending {
+                    timestamp,
+                    data,
+                    gap: gap.swap(0, Relaxed),
+                };
+                queue.push_wait(pending, size).await.map_err(|_| {
+                    out.failed.get().cloned().unwrap_or_else(|| {
+                        Status::cancelled(format!("stream {} is finished", out.name))
+                    })
+                })
             }
         }
     }
@@ -608,6 +643,7 @@ impl Writer {
             let Some(stream) = send.as_mut() else {
                 break None;
             };
+            session.inner.datagrams.note_stream_write();
             match stream.write_all_chunks(&mut chunks).await {
                 Ok(()) => match out.upgrade() {
                     Some(out) => out.count_sent(count as u64),
@@ -786,6 +822,19 @@ impl Source {
         }
     }
 
+    /// A frame taken from the queue and not handed over yet, if any.
+    fn buffered(&mut self) -> Option<Arrival> {
+        match self {
+            Source::Datagram { batch, .. } => batch.pop_front(),
+            Source::Reliable(_) => None,
+        }
+    }
+
+    /// Whether frames are taken from the queue and not handed over yet.
+    fn has_buffered(&self) -> bool {
+        matches!(self, Source::Datagram { batch, .. } if !batch.is_empty())
+    }
+
     /// Brings the playback's counts of frames dropped before it up to date.
     fn count_drops(&self, playback: &mut Playback, seen: &mut (u64, u64)) {
         if let Source::Datagram { counters, .. } = self {
@@ -928,34 +977,39 @@ struct Receiver<'a> {
 }
 
 impl Receiver<'_> {
-    async fn run(&self, mut source: Source, mut playback: Playback) {
+    async fn run(&self, source: Source, playback: Playback) {
+        // The handler's context is the stream's for all its calls: set once, around them all.
+        self.ctx.clone().scope(self.serve(source, playback)).await;
+    }
+
+    async fn serve(&self, mut source: Source, mut playback: Playback) {
         let session = self.session;
-        let guarded = |what: &'static str, panic: String| {
-            session.inner.counters.handler_panics.fetch_add(1, Relaxed);
-            tracing::error!(session = session.id(), stream = %self.info.name, panic, "stream handler panicked in {what}");
-        };
-        if let Err(panic) = self
-            .ctx
-            .clone()
-            .scope(catch_unwind_future(
-                self.handler.on_open(session, self.info),
-            ))
-            .await
-        {
-            guarded("on_open", panic);
+        if let Err(panic) = catch_unwind_future(self.handler.on_open(session, self.info)).await {
+            self.panicked("on_open", panic);
         }
         let mut drops_seen = (0, 0);
+        let mut unpublished = 0u32;
         let end = loop {
             while let Some(frame) = playback.poll_ready(Instant::now()) {
                 self.play(frame).await;
             }
-            source.count_drops(&mut playback, &mut drops_seen);
-            self.info.stats.set(playback.stats());
-            let deadline = playback.next_deadline();
-            let next = tokio::select! {
-                biased;
-                next = source.next(session, self.info.id) => next,
-                () = sleep_until(deadline) => continue,
+            // The statistics are published before waiting, and every so many frames of a burst.
+            unpublished += 1;
+            if !source.has_buffered() || unpublished >= PUBLISH_EVERY {
+                unpublished = 0;
+                source.count_drops(&mut playback, &mut drops_seen);
+                self.info.stats.set(playback.stats());
+            }
+            let next = match source.buffered() {
+                Some(frame) => Next::Frame(frame),
+                None => {
+                    let deadline = playback.next_deadline();
+                    tokio::select! {
+                        biased;
+                        next = source.next(session, self.info.id) => next,
+                        () = sleep_until(deadline) => continue,
+                    }
+                }
             };
             match next {
                 Next::End(end) => break end,
@@ -986,16 +1040,16 @@ impl Receiver<'_> {
         }
         source.count_drops(&mut playback, &mut drops_seen);
         self.info.stats.set(playback.stats());
-        if let Err(panic) = self
-            .ctx
-            .clone()
-            .scope(catch_unwind_future(
-                self.handler.on_end(session, self.info, end),
-            ))
-            .await
+        if let Err(panic) = catch_unwind_future(self.handler.on_end(session, self.info, end)).await
         {
-            guarded("on_end", panic);
+            self.panicked("on_end", panic);
         }
+    }
+
+    fn panicked(&self, what: &str, panic: String) {
+        let session = self.session;
+        session.inner.counters.handler_panics.fetch_add(1, Relaxed);
+        tracing::error!(session = session.id(), stream = %self.info.name, panic, "stream handler panicked in {what}");
     }
 
     /// Runs a received frame through the inbound middleware.

@@ -3,13 +3,19 @@
 //!
 //! **Sending.** A frame is cut to the connection's current `max_datagram_size()` (see
 //! [`datagram`](crate::datagram)), then admitted by the session's token-bucket [`Pacer`], whose
-//! rate follows the congestion controller (`gain × cwnd / rtt`). A frame the pacer cannot admit
-//! within its maximum delay is dropped whole and counted; one that must wait a little waits in a
-//! short queue served by a task, so `send` never blocks. Frames also go to quinn only while its
-//! datagram queue holds less than about one congestion window: once that budget is reached, no
-//! frame is handed over until the queue has emptied. quinn puts queued datagrams in each packet
-//! before stream data, so this is what lets RPCs and events through between media frames: they
-//! wait at most for one budget of datagrams to leave, about one round trip.
+//! rate follows the congestion controller (`gain × cwnd / min_rtt`). A frame the pacer cannot
+//! admit within its maximum delay is dropped whole and counted; one that must wait a little
+//! waits in a short queue served by a task, so `send` never blocks. Frames also go to quinn only
+//! while its datagram queue holds less than about one congestion window.
+//!
+//! quinn puts queued datagrams in each packet before stream data. So once the session has
+//! written stream data (a call, an answer, events, a reliable stream's frames) while datagrams
+//! were queued, no frame is handed over until quinn's datagram queue has emptied, which lets
+//! that data through: RPCs and events wait at most for one budget of datagrams to leave, about
+//! one round trip, while a stream of datagrams alone runs at full speed.
+//!
+//! `send_wait` (bulk transfers) skips the pacer and the budget and waits for room in quinn's
+//! datagram send buffer instead, but also lets earlier stream data through first.
 //!
 //! **Receiving.** One task per session reads the datagrams, reassembles fragmented frames (with
 //! bounded time and memory, every drop counted) and hands each complete frame to the queue of
@@ -17,18 +23,21 @@
 //! stream), but its first datagrams may overtake the announcement: frames of an id not open yet
 //! wait, bounded in number, bytes and time (the reassembly timeout), for it.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use quinn::{Connection, SendDatagramError, SendStream, VarInt};
+use rustc_hash::FxHashMap;
 use tokio::sync::{Notify, watch};
 
 use crate::call::Metadata;
 use crate::config::Config;
-use crate::datagram::{self, DatagramFrame, FragmentError, FragmentPlan, FrameId, Reassembler};
+use crate::datagram::{
+    self, DatagramFrame, FragmentError, FragmentPlan, FrameId, FrameKey, Reassembler,
+};
 use crate::io::status_from_stream_code;
 use crate::pacer::{Admission, Pacer};
 use crate::playout::Arrival;
@@ -51,6 +60,10 @@ const MAX_WAITING: usize = 256;
 const MAX_EARLY: usize = 64;
 /// How many ended stream ids are remembered, so that their late frames are dropped at once.
 const ENDED_MEMORY: usize = 256;
+/// The longest a finishing datagram stream waits for its datagrams to leave before its end.
+const FINISH_WAIT: Duration = Duration::from_secs(1);
+/// The size of the blocks datagrams are written into (one allocation for many small frames).
+const ARENA_BLOCK: usize = 64 * 1024;
 /// The largest frame of a datagram stream opened without its own `max_frame_bytes`.
 pub(crate) const DEFAULT_MAX_FRAME_BYTES: u32 = 1 << 20;
 
@@ -79,6 +92,8 @@ struct LaneShared {
     flushed: Notify,
     /// Datagrams sent (fragments count one each).
     datagrams: AtomicU64,
+    /// Set once the stream finishes or aborts (the state, readable without a lock).
+    closed: AtomicBool,
 }
 
 impl Lane {
@@ -89,6 +104,7 @@ impl Lane {
 
     /// Ends the stream after the frames waiting for the pacer; no more sends.
     pub(crate) fn finish(&self) {
+        self.shared.closed.store(true, Relaxed);
         self.state.send_if_modified(|state| {
             let open = *state == LaneState::Open;
             if open {
@@ -100,11 +116,13 @@ impl Lane {
 
     /// Ends the stream at once: waiting frames are dropped, the announcement is reset.
     pub(crate) fn abort(&self) {
+        self.shared.closed.store(true, Relaxed);
         self.state.send_replace(LaneState::Aborted);
     }
 
-    fn state(&self) -> LaneState {
-        *self.state.borrow()
+    /// Whether the stream still takes frames (not finishing or aborted).
+    fn is_open(&self) -> bool {
+        !self.shared.closed.load(Relaxed)
     }
 }
 
@@ -199,6 +217,17 @@ impl Announcement {
                     }
                     let _ = tokio::time::timeout(Duration::from_millis(100), flushed).await;
                 }
+                // And the datagrams handed to quinn are in packets, so that the end, sent after
+                // them, does not overtake them (quinn packs stream data into the room packets of
+                // datagrams leave).
+                let datagrams = &self.session.inner.datagrams;
+                let conn = &self.session.inner.conn;
+                let wait = async {
+                    while datagrams.queued(conn) > 0 {
+                        tokio::time::sleep(Duration::from_millis(1)).await;
+                    }
+                };
+                let _ = tokio::time::timeout(FINISH_WAIT, wait).await;
                 let _ = send.finish();
             }
         }
@@ -231,25 +260,34 @@ pub(crate) struct Datagrams {
     receiving: Mutex<Receiving>,
     sent: AtomicU64,
     received: AtomicU64,
+    /// Stream writes of the session (calls, answers, events, control, reliable streams).
+    stream_writes: AtomicU64,
+    /// `stream_writes` when quinn's datagram queue was last seen empty.
+    writes_seen: AtomicU64,
+    /// Stream data was written while datagrams were queued: nothing is handed to quinn until
+    /// its queue is empty.
+    draining: AtomicBool,
+    /// `max_datagram_size()` as of the last path refresh (0: none).
+    max_datagram_size: AtomicUsize,
+    /// The size of quinn's datagram send buffer.
+    capacity: usize,
 }
 
 struct Sending {
     pacer: Pacer,
     waiting: VecDeque<Outgoing>,
     waiting_bytes: usize,
-    /// The size of quinn's datagram send buffer.
-    capacity: usize,
     /// How many bytes may sit in quinn's datagram queue (about one congestion window).
     budget: usize,
-    /// The budget was reached: nothing is handed to quinn until its queue is empty.
-    draining: bool,
     path_checked: Option<Instant>,
+    /// Where datagrams are written, a block at a time.
+    arena: BytesMut,
 }
 
 struct Receiving {
     reassembler: Reassembler,
     timeout: Duration,
-    routes: HashMap<u64, Route>,
+    routes: FxHashMap<u64, Route>,
     early: VecDeque<(Instant, DatagramFrame)>,
     early_bytes: usize,
     early_max_bytes: usize,
@@ -292,17 +330,16 @@ impl Datagrams {
                 pacer: Pacer::new(config.pacer.clone()),
                 waiting: VecDeque::new(),
                 waiting_bytes: 0,
-                capacity: config.datagram_send_buffer,
                 budget: MIN_BUDGET,
-                draining: false,
                 path_checked: None,
+                arena: BytesMut::new(),
             }),
             wake: Notify::new(),
             pacing: AtomicBool::new(false),
             receiving: Mutex::new(Receiving {
                 reassembler: Reassembler::new(config.reassembly.clone()),
                 timeout: config.reassembly.timeout,
-                routes: HashMap::new(),
+                routes: FxHashMap::default(),
                 early: VecDeque::new(),
                 early_bytes: 0,
                 early_max_bytes: config.reassembly.max_buffered_bytes,
@@ -311,7 +348,57 @@ impl Datagrams {
             }),
             sent: AtomicU64::new(0),
             received: AtomicU64::new(0),
+            stream_writes: AtomicU64::new(0),
+            writes_seen: AtomicU64::new(0),
+            draining: AtomicBool::new(false),
+            max_datagram_size: AtomicUsize::new(0),
+            capacity: config.datagram_send_buffer,
         }
+    }
+
+    /// Waits until no stream data written by the session can be waiting behind queued
+    /// datagrams: at once if none was written since quinn's datagram queue was last empty,
+    /// else until it is empty (checked every millisecond).
+    async fn wait_drained(&self, conn: &Connection) {
+        while !self.clear_to_send(conn) {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
+
+    /// Whether datagrams may be handed to quinn now, as far as stream data is concerned: not if
+    /// stream data was written since quinn's datagram queue was last seen empty and the queue
+    /// is not empty yet.
+    fn clear_to_send(&self, conn: &Connection) -> bool {
+        let writes = self.stream_writes.load(Relaxed);
+        if writes == self.writes_seen.load(Relaxed) && !self.draining.load(Relaxed) {
+            return true;
+        }
+        if self.queued(conn) == 0 {
+            self.writes_seen.store(writes, Relaxed);
+            self.draining.store(false, Relaxed);
+            return true;
+        }
+        self.draining.store(true, Relaxed);
+        false
+    }
+
+    /// Bytes in quinn's datagram queue now.
+    fn queued(&self, conn: &Connection) -> usize {
+        let space = conn.datagram_send_buffer_space();
+        self.capacity.saturating_sub(space + DATAGRAM_OVERHEAD)
+    }
+
+    /// The largest datagram now (as of the last path refresh), if datagrams can be sent.
+    fn max_datagram_size(&self, conn: &Connection) -> Option<usize> {
+        match self.max_datagram_size.load(Relaxed) {
+            0 => conn.max_datagram_size(),
+            max => Some(max),
+        }
+    }
+
+    /// Notes that the session is writing stream data, which queued datagrams would delay.
+    pub(crate) fn note_stream_write(&self) {
+        self.stream_writes.fetch_add(1, Relaxed);
     }
 
     /// The counters so far.
@@ -384,15 +471,40 @@ impl Datagrams {
     }
 
     /// Offers a frame for sending now: sent, left to wait for the pacer a little, or dropped.
-    fn offer(&self, session: &Session, frame: Outgoing) -> Result<(), Status> {
+    fn offer(
+        &self,
+        session: &Session,
+        out: &Arc<StreamOut>,
+        lane: &Arc<LaneShared>,
+        id: FrameId,
+        data: Bytes,
+    ) -> Result<(), Status> {
         let conn = &session.inner.conn;
         let now = Instant::now();
         let mut tx = lock(&self.sending);
-        tx.refresh_path(conn, now);
+        self.refresh_path(&mut tx, conn, now);
+        let max = self.max_datagram_size(conn).ok_or_else(|| {
+            Status::failed_precondition("the peer does not accept QUIC datagrams")
+        })?;
+        let plan = datagram::plan(id, data.len(), max, usize::MAX).map_err(|e| match e {
+            FragmentError::FrameTooLarge { .. }
+            | FragmentError::TooManyFragments { .. }
+            | FragmentError::DatagramTooSmall { .. }
+            | FragmentError::ValueTooLarge { .. } => {
+                Status::invalid_argument(format!("stream {}: {e}", out.name()))
+            }
+        })?;
+        let frame = Outgoing {
+            out: out.clone(),
+            lane: lane.clone(),
+            id,
+            data,
+            plan,
+        };
         if tx.waiting.is_empty() {
             match tx.pacer.admit(frame.plan.wire_len, now) {
                 Admission::Send => {
-                    return match tx.transmit(conn, &frame) {
+                    return match self.transmit(&mut tx, conn, &frame) {
                         Ok(datagrams) => {
                             drop(tx);
                             self.count_sent(&frame, datagrams);
@@ -400,13 +512,13 @@ impl Datagrams {
                         }
                         Err(dropped) => {
                             drop(tx);
-                            Err(count_dropped(&frame, dropped))
+                            Err(count_dropped(&frame.out, frame.id.seq, dropped))
                         }
                     };
                 }
                 Admission::Drop => {
                     drop(tx);
-                    return Err(count_dropped(&frame, Dropped::Congested));
+                    return Err(count_dropped(&frame.out, frame.id.seq, Dropped::Congested));
                 }
                 Admission::Wait(_) => {}
             }
@@ -420,7 +532,7 @@ impl Datagrams {
             || (tx.waiting_bytes + frame.plan.wire_len) as f64 > drainable
         {
             drop(tx);
-            return Err(count_dropped(&frame, Dropped::Congested));
+            return Err(count_dropped(&frame.out, frame.id.seq, Dropped::Congested));
         }
         frame.lane.waiting.fetch_add(1, Relaxed);
         tx.waiting_bytes += frame.plan.wire_len;
@@ -433,6 +545,63 @@ impl Datagrams {
         Ok(())
     }
 
+    /// Brings the pacer's rate, the queue budget and the datagram size up to date with the
+    /// path, every `PATH_REFRESH`.
+    fn refresh_path(&self, tx: &mut Sending, conn: &Connection, now: Instant) {
+        if tx
+            .path_checked
+            .is_some_and(|at| now.saturating_duration_since(at) < PATH_REFRESH)
+        {
+            return;
+        }
+        tx.path_checked = Some(now);
+        self.max_datagram_size
+            .store(conn.max_datagram_size().unwrap_or(0), Relaxed);
+        let cwnd = conn.stats().path.cwnd;
+        tx.pacer.follow_path(cwnd, conn.min_rtt());
+        tx.budget = usize::try_from(cwnd)
+            .unwrap_or(usize::MAX)
+            .clamp(MIN_BUDGET, (self.capacity / 2).max(MIN_BUDGET));
+    }
+
+    /// Hands a frame's datagrams to quinn, if its datagram queue has room within the budget
+    /// and no stream data written since it was last empty is waiting behind it. Returns how
+    /// many datagrams were sent.
+    fn transmit(
+        &self,
+        tx: &mut Sending,
+        conn: &Connection,
+        frame: &Outgoing,
+    ) -> Result<usize, Dropped> {
+        if !self.clear_to_send(conn) {
+            return Err(Dropped::Congested);
+        }
+        let space = conn.datagram_send_buffer_space();
+        let queued = self.capacity.saturating_sub(space + DATAGRAM_OVERHEAD);
+        let needed = frame.plan.wire_len + frame.plan.count * DATAGRAM_OVERHEAD;
+        if needed > space || (queued > 0 && queued + needed > tx.budget) {
+            return Err(Dropped::Congested);
+        }
+        let max = self
+            .max_datagram_size(conn)
+            .ok_or(Dropped::Refused(SendDatagramError::UnsupportedByPeer))?;
+        let arena = std::mem::take(&mut tx.arena);
+        let mut fragments =
+            datagram::fragment_in(frame.id, &frame.data, max, usize::MAX, arena, ARENA_BLOCK)
+                .map_err(|_| Dropped::Refused(SendDatagramError::TooLarge))?;
+        let mut sent = 0;
+        for d in &mut fragments {
+            if let Err(error) = conn.send_datagram(d) {
+                // The path MTU shrank, or the connection is gone: look again next time.
+                tx.path_checked = None;
+                return Err(Dropped::Refused(error));
+            }
+            sent += 1;
+        }
+        tx.arena = fragments.into_arena();
+        Ok(sent)
+    }
+
     fn count_sent(&self, frame: &Outgoing, datagrams: usize) {
         self.sent.fetch_add(datagrams as u64, Relaxed);
         frame.lane.datagrams.fetch_add(datagrams as u64, Relaxed);
@@ -440,86 +609,34 @@ impl Datagrams {
     }
 }
 
-/// Counts a frame dropped on its way out and says why, for the sender.
-fn count_dropped(frame: &Outgoing, dropped: Dropped) -> Status {
-    frame.out.count_dropped(1);
+/// Counts frame `seq` of `out` dropped on its way out and says why, for the sender.
+fn count_dropped(out: &StreamOut, seq: u64, dropped: Dropped) -> Status {
+    out.count_dropped(1);
     match dropped {
         Dropped::Congested => Status::resource_exhausted(format!(
-            "frame {} of stream {} dropped: the path is congested",
-            frame.id.seq,
-            frame.out.name()
+            "frame {seq} of stream {} dropped: the path is congested",
+            out.name()
         )),
         Dropped::Refused(error) => Status::unavailable(format!(
-            "frame {} of stream {} dropped: {error}",
-            frame.id.seq,
-            frame.out.name()
+            "frame {seq} of stream {} dropped: {error}",
+            out.name()
         )),
     }
 }
 
-impl Sending {
-    /// Brings the pacer's rate and the queue budget up to date with the congestion controller.
-    fn refresh_path(&mut self, conn: &Connection, now: Instant) {
-        if self
-            .path_checked
-            .is_some_and(|at| now.saturating_duration_since(at) < PATH_REFRESH)
-        {
-            return;
-        }
-        self.path_checked = Some(now);
-        let cwnd = conn.stats().path.cwnd;
-        self.pacer.follow_path(cwnd, conn.rtt());
-        self.budget = usize::try_from(cwnd)
-            .unwrap_or(usize::MAX)
-            .clamp(MIN_BUDGET, (self.capacity / 2).max(MIN_BUDGET));
-    }
-
-    /// Hands a frame's datagrams to quinn, if its datagram queue has room within the budget.
-    /// Returns how many datagrams were sent.
-    fn transmit(&mut self, conn: &Connection, frame: &Outgoing) -> Result<usize, Dropped> {
-        let space = conn.datagram_send_buffer_space();
-        let queued = self.capacity.saturating_sub(space + DATAGRAM_OVERHEAD);
-        let needed = frame.plan.wire_len + frame.plan.count * DATAGRAM_OVERHEAD;
-        if self.draining {
-            if queued > 0 {
-                return Err(Dropped::Congested);
-            }
-            self.draining = false;
-        }
-        if needed > space || (queued > 0 && queued + needed > self.budget) {
-            self.draining = true;
-            return Err(Dropped::Congested);
-        }
-        // The datagram size may have changed since the frame was planned (path MTU discovery).
-        let max = conn
-            .max_datagram_size()
-            .ok_or(Dropped::Refused(SendDatagramError::UnsupportedByPeer))?;
-        let fragments = datagram::fragment(frame.id, &frame.data, max, usize::MAX)
-            .map_err(|_| Dropped::Refused(SendDatagramError::TooLarge))?;
-        let mut sent = 0;
-        for d in fragments {
-            conn.send_datagram(d).map_err(Dropped::Refused)?;
-            sent += 1;
-        }
-        if queued + needed >= self.budget {
-            self.draining = true;
-        }
-        Ok(sent)
-    }
-}
-
-/// Sends `data` as the next frame of the datagram stream of `out`.
-pub(crate) async fn send(
+/// Checks a frame of the datagram stream of `out`, gives it its seq and runs it through the
+/// outbound middleware; `None` if the middleware dropped it.
+async fn prepare(
     out: &Arc<StreamOut>,
     lane: &Lane,
     timestamp: u64,
     data: Bytes,
-) -> Result<(), Status> {
+) -> Result<Option<(FrameId, Bytes)>, Status> {
     let session = out.session();
     if let Some(status) = out.failure() {
         return Err(status);
     }
-    if lane.state() != LaneState::Open {
+    if !lane.is_open() {
         return Err(Status::cancelled(format!(
             "stream {} is finished",
             out.name()
@@ -553,35 +670,93 @@ pub(crate) async fn send(
                 "outbound middleware replaced a stream frame with another frame",
             ));
         }
-        None => return Ok(()),
+        None => return Ok(None),
     };
-    let max =
-        session.inner.conn.max_datagram_size().ok_or_else(|| {
-            Status::failed_precondition("the peer does not accept QUIC datagrams")
-        })?;
     let id = FrameId {
         stream_id: frame.stream_id,
         seq: frame.seq,
         timestamp: frame.timestamp,
     };
-    let plan = datagram::plan(id, frame.data.len(), max, usize::MAX).map_err(|e| match e {
-        FragmentError::FrameTooLarge { .. }
-        | FragmentError::TooManyFragments { .. }
-        | FragmentError::DatagramTooSmall { .. }
-        | FragmentError::ValueTooLarge { .. } => {
-            Status::invalid_argument(format!("stream {}: {e}", out.name()))
+    Ok(Some((id, frame.data)))
+}
+
+/// Sends `data` as the next frame of the datagram stream of `out`: now, after a short wait for
+/// the pacer, or dropped.
+pub(crate) async fn send(
+    out: &Arc<StreamOut>,
+    lane: &Lane,
+    timestamp: u64,
+    data: Bytes,
+) -> Result<(), Status> {
+    let Some((id, data)) = prepare(out, lane, timestamp, data).await? else {
+        return Ok(());
+    };
+    let session = out.session();
+    session
+        .inner
+        .datagrams
+        .offer(session, out, &lane.shared, id, data)
+}
+
+/// Sends `data` as the next frame of the datagram stream of `out`, waiting for room in quinn's
+/// datagram send buffer instead of dropping it (and after the stream data written before it).
+pub(crate) async fn send_wait(
+    out: &Arc<StreamOut>,
+    lane: &Lane,
+    timestamp: u64,
+    data: Bytes,
+) -> Result<(), Status> {
+    let Some((id, data)) = prepare(out, lane, timestamp, data).await? else {
+        return Ok(());
+    };
+    let session = out.session();
+    let datagrams = &session.inner.datagrams;
+    let conn = &session.inner.conn;
+    datagrams.wait_drained(conn).await;
+    let max = datagrams
+        .max_datagram_size(conn)
+        .ok_or_else(|| Status::failed_precondition("the peer does not accept QUIC datagrams"))?;
+    let invalid =
+        |e: FragmentError| Status::invalid_argument(format!("stream {}: {e}", out.name()));
+    let plan = datagram::plan(id, data.len(), max, usize::MAX).map_err(invalid)?;
+    if plan.count == 1 {
+        // A frame in one datagram: written into the session's arena, no allocation of its own.
+        let datagram = {
+            let mut tx = lock(&datagrams.sending);
+            let arena = std::mem::take(&mut tx.arena);
+            let mut fragments =
+                datagram::fragment_in(id, &data, max, usize::MAX, arena, ARENA_BLOCK)
+                    .map_err(invalid)?;
+            let datagram = fragments.next();
+            tx.arena = fragments.into_arena();
+            datagram
+        };
+        if let Some(datagram) = datagram {
+            if let Err(error) = conn.send_datagram_wait(datagram).await {
+                datagrams.max_datagram_size.store(0, Relaxed);
+                return Err(count_dropped(out, id.seq, Dropped::Refused(error)));
+            }
+            datagrams.sent.fetch_add(1, Relaxed);
+            lane.shared.datagrams.fetch_add(1, Relaxed);
+            out.count_sent(1);
         }
-    })?;
-    session.inner.datagrams.offer(
-        session,
-        Outgoing {
-            out: out.clone(),
-            lane: lane.shared.clone(),
-            id,
-            data: frame.data,
-            plan,
-        },
-    )
+        return Ok(());
+    }
+    let fragments = datagram::fragment(id, &data, max, usize::MAX).map_err(invalid)?;
+    let mut sent = 0;
+    for d in fragments {
+        if let Err(error) = conn.send_datagram_wait(d).await {
+            // The path MTU may have shrunk: the next frame looks again.
+            datagrams.max_datagram_size.store(0, Relaxed);
+            datagrams.sent.fetch_add(sent, Relaxed);
+            return Err(count_dropped(out, id.seq, Dropped::Refused(error)));
+        }
+        sent += 1;
+    }
+    datagrams.sent.fetch_add(sent, Relaxed);
+    lane.shared.datagrams.fetch_add(sent, Relaxed);
+    out.count_sent(1);
+    Ok(())
 }
 
 /// Serves the frames waiting for the pacer, for as long as the session lives.
@@ -592,7 +767,7 @@ async fn pace(session: Session) {
         let next = {
             let now = Instant::now();
             let mut tx = lock(&datagrams.sending);
-            tx.refresh_path(conn, now);
+            datagrams.refresh_path(&mut tx, conn, now);
             let mut done = Vec::new();
             let next = loop {
                 let Some(frame) = tx.waiting.pop_front() else {
@@ -606,7 +781,7 @@ async fn pace(session: Session) {
                             tx.waiting.push_front(frame);
                             break Some(until);
                         }
-                        Admission::Send => tx.transmit(conn, &frame),
+                        Admission::Send => datagrams.transmit(&mut tx, conn, &frame),
                         Admission::Drop => Err(Dropped::Congested),
                     }
                 };
@@ -618,7 +793,7 @@ async fn pace(session: Session) {
                 match outcome {
                     Ok(datagrams_sent) => datagrams.count_sent(&frame, datagrams_sent),
                     Err(dropped) => {
-                        count_dropped(&frame, dropped);
+                        count_dropped(&frame.out, frame.id.seq, dropped);
                     }
                 }
                 if frame.lane.waiting.fetch_sub(1, Relaxed) == 1 {
@@ -638,6 +813,13 @@ async fn pace(session: Session) {
             } => {}
             _ = session.closed() => return,
         }
+    }
+}
+
+/// Counts a partial frame dropped for its stream, if it is open.
+fn count_incomplete(routes: &FxHashMap<u64, Route>, key: FrameKey) {
+    if let Some(route) = routes.get(&key.stream_id) {
+        route.counters.incomplete.fetch_add(1, Relaxed);
     }
 }
 
@@ -668,9 +850,12 @@ fn push_arrival(
 impl Receiving {
     /// Takes one received datagram.
     fn take(&mut self, datagram: Bytes, now: Instant) {
-        // Expire first, with attribution: the reassembler would otherwise expire on its own.
-        self.expire(now);
-        match self.reassembler.push(datagram, now) {
+        self.expire_early(now);
+        let routes = &self.routes;
+        let pushed = self.reassembler.push_with(datagram, now, |key| {
+            count_incomplete(routes, key);
+        });
+        match pushed {
             Ok(Some(frame)) => self.route(frame, now),
             Ok(None) => {}
             Err(error) => tracing::debug!(%error, "datagram dropped"),
@@ -709,11 +894,13 @@ impl Receiving {
     /// Drops the partial frames and the unannounced frames whose time is up.
     fn expire(&mut self, now: Instant) {
         let routes = &self.routes;
-        self.reassembler.expire_with(now, |key| {
-            if let Some(route) = routes.get(&key.stream_id) {
-                route.counters.incomplete.fetch_add(1, Relaxed);
-            }
-        });
+        self.reassembler
+            .expire_with(now, |key| count_incomplete(routes, key));
+        self.expire_early(now);
+    }
+
+    /// Drops the unannounced frames whose time is up.
+    fn expire_early(&mut self, now: Instant) {
         while self
             .early
             .front()

@@ -398,7 +398,7 @@ async fn a_jittery_lossy_reordering_path_plays_in_order_on_time_with_loss_report
     assert!(stats.jitter > Duration::ZERO);
     let sim = p.client.netsim().unwrap().stats().outbound;
     let path_loss = sim.dropped as f64 / sim.datagrams as f64;
-    assert!((0.02..=0.09).contains(&path_loss), "{sim:?}");
+    assert!((0.01..=0.11).contains(&path_loss), "{sim:?}");
 }
 
 /// Awaits `future` for at most `secs` seconds (longer than the common bound, for tests that
@@ -629,7 +629,8 @@ async fn a_jitter_buffer_puts_reordered_frames_back_in_order_where_on_arrival_do
         Server::builder().routes(|r| {
             r.add_stream(Recorder {
                 name: "buffered",
-                playout: Playout::jitter_buffer(Duration::from_millis(60)),
+                // Far above the path's worst delay (about 35 ms): this test is about order.
+                playout: Playout::jitter_buffer(Duration::from_millis(150)),
                 log: buffered.clone(),
             });
             r.add_stream(Recorder {
@@ -671,9 +672,74 @@ async fn a_jitter_buffer_puts_reordered_frames_back_in_order_where_on_arrival_do
         assert!(stats.reordered > 0, "{stats:?}");
     }
     let stats = buffered_info.stats();
-    assert_eq!(stats.target_delay, Duration::from_millis(60));
+    assert_eq!(stats.target_delay, Duration::from_millis(150));
     assert!(buffered.frames().iter().all(|f| f.handled >= f.playout));
     assert!(stats.current_delay > Duration::ZERO);
     // The session lists the streams it receives while they last.
     assert!(p.to_client.inbound_streams().is_empty());
+}
+
+#[tokio::test]
+async fn send_wait_waits_for_room_instead_of_dropping() {
+    let log = Arc::new(Log::default());
+    let reliable = Arc::new(Log::default());
+    let p = pair(
+        Server::builder().routes(|r| {
+            r.add_stream(Recorder {
+                name: "bulk",
+                playout: Playout::on_arrival(),
+                log: log.clone(),
+            });
+            r.add_stream(Recorder {
+                name: "file",
+                playout: Playout::on_arrival(),
+                log: reliable.clone(),
+            });
+        }),
+        Client::builder(),
+    )
+    .await;
+    // Far faster than `send` would take them: 400 frames of 20 kB (15 datagrams each) at once.
+    let stream = within(p.to_server.open_stream("bulk", datagram_stream()))
+        .await
+        .unwrap();
+    for seq in 0..400 {
+        within(stream.send_wait(pattern(seq, 20_000)))
+            .await
+            .unwrap();
+    }
+    stream.finish();
+    let (end, info) = ended(&log).await;
+    assert_eq!(end, StreamEnd::Finished);
+    let stats = stream.stats();
+    assert_eq!((stats.sent, stats.dropped), (400, 0));
+    assert!(stats.datagrams >= 400 * 14, "{stats:?}");
+    // The receiving socket may still overflow under such a burst, and lose datagrams (QUIC
+    // does not resend them): such frames are lost, or counted incomplete when some of their
+    // fragments came; none is delivered corrupt.
+    let frames = log.frames();
+    assert!(!frames.is_empty());
+    assert!(frames.iter().all(|f| f.intact && f.len == 20_000));
+    let received = info.stats();
+    assert_eq!(received.played, frames.len() as u64);
+    assert!(received.played + received.lost <= 400, "{received:?}");
+    assert!(received.incomplete <= received.lost, "{received:?}");
+
+    // A reliable stream with room for two frames: send_wait waits for the writer.
+    let file = within(
+        p.to_server
+            .open_stream("file", StreamOptions::new().queue(2, 1 << 20)),
+    )
+    .await
+    .unwrap();
+    for seq in 0..100 {
+        within(file.send_wait(pattern(seq, 1_000))).await.unwrap();
+    }
+    file.finish();
+    ended(&reliable).await;
+    let seqs: Vec<u64> = reliable.frames().iter().map(|f| f.seq).collect();
+    assert_eq!(seqs, (0..100).collect::<Vec<_>>());
+    assert_eq!(file.stats().dropped, 0);
+    let err = within(file.send_wait(Bytes::new())).await.unwrap_err();
+    assert_eq!(err.code(), Code::Cancelled);
 }
