@@ -289,8 +289,9 @@ fn main() {
                 };
             }
             println!(
-                "{which}: {:.0} frames/s received; {:?}",
+                "{which}: {:.0} frames/s received; raw datagrams received: {}; {:?}",
                 total / start.elapsed().as_secs_f64(),
+                received.raw_datagrams.load(Ordering::Relaxed),
                 stream.stats()
             );
 

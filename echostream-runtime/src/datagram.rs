@@ -208,12 +208,17 @@ fn get_varint(buf: &mut &[u8]) -> Result<u64, DecodeError> {
     let first = *buf.first().ok_or(DecodeError::Truncated)?;
     let len = 1usize << (first >> 6);
     let bytes = buf.get(..len).ok_or(DecodeError::Truncated)?;
-    let mut v = u64::from(first & 0x3f);
-    for b in &bytes[1..] {
-        v = (v << 8) | u64::from(*b);
-    }
+    let value = match *bytes {
+        [b0] => u64::from(b0),
+        [b0, b1] => u64::from(u16::from_be_bytes([b0 & 0x3f, b1])),
+        [b0, b1, b2, b3] => u64::from(u32::from_be_bytes([b0 & 0x3f, b1, b2, b3])),
+        [b0, b1, b2, b3, b4, b5, b6, b7] => {
+            u64::from_be_bytes([b0 & 0x3f, b1, b2, b3, b4, b5, b6, b7])
+        }
+        _ => return Err(DecodeError::Truncated),
+    };
     *buf = &buf[len..];
-    Ok(v)
+    Ok(value)
 }
 
 fn fragment_range(frame_len: usize, count: usize, index: usize) -> std::ops::Range<usize> {

@@ -374,7 +374,7 @@ impl Session {
     ) -> Result<Bytes, Status> {
         let inner = &*self.inner;
         // Before the handshake is confirmed (0-RTT), only replay-safe calls may go.
-        if !idempotent && !inner.handshake.wait().await {
+        if !idempotent && !inner.handshake.is_confirmed() && !inner.handshake.wait().await {
             return Err(self.unavailable());
         }
         let frame = self.outbound(frame).await?;
@@ -1156,7 +1156,7 @@ impl Session {
             }
             bump(&self.inner.counters.events_received);
             // Events are not replay-safe: early ones wait for the handshake.
-            if !self.inner.handshake.wait().await {
+            if !self.inner.handshake.is_confirmed() && !self.inner.handshake.wait().await {
                 return;
             }
             self.dispatch_event(frame).await;

@@ -651,6 +651,14 @@ async fn prepare(
         )));
     }
     let seq = lane.shared.next_seq.fetch_add(1, Relaxed);
+    let id = FrameId {
+        stream_id: out.id(),
+        seq,
+        timestamp,
+    };
+    if session.inner.shared.middleware.is_empty() {
+        return Ok(Some((id, data)));
+    }
     let frame = Frame {
         metadata: Metadata::new(),
         payload: Some(Payload::Stream(StreamFrame {
