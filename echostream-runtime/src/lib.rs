@@ -42,6 +42,7 @@ pub mod error;
 mod io;
 pub mod jitter;
 pub mod keepalive;
+mod macros;
 pub mod middleware;
 pub mod netsim;
 pub mod pacer;
@@ -58,6 +59,7 @@ pub mod state;
 pub mod status;
 pub mod stream;
 pub mod tls;
+pub mod typed;
 
 pub use call::{CallContext, CallKind, CallOptions, Metadata};
 pub use client::{Client, ClientBuilder};
@@ -77,6 +79,7 @@ pub use status::{Code, Status};
 pub use stream::{
     Delivery, Playout, StreamEnd, StreamInfo, StreamOptions, StreamSender, StreamStats,
 };
+pub use typed::{EventMethod, RpcMethod, StreamMethod, TypedStreamSender};
 
 /// Re-exported so generated code and applications need only this crate.
 pub use async_trait::async_trait;

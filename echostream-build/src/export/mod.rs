@@ -1,0 +1,1 @@
+//! Descriptions of the checked model for other languages: `.proto` files and a JSON descriptor.
