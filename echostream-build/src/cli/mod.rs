@@ -4,6 +4,7 @@
 //! (with `fmt --check`) a file is not formatted, 2 on a usage error.
 
 mod check;
+mod export;
 mod fmt;
 mod generate;
 mod output;
@@ -15,6 +16,7 @@ use clap::{Parser, Subcommand};
 use echostream_idl::{Compilation, Diagnostic};
 
 pub use check::CheckArgs;
+pub use export::ExportArgs;
 pub use fmt::FmtArgs;
 pub use generate::GenArgs;
 pub use output::Output;
@@ -80,6 +82,25 @@ pub enum Command {
         after_help = "Examples:\n  echoc gen -I schemas --out src/generated schemas/chat.echo\n  echoc gen --no-server --out gen schemas/*.echo"
     )]
     Gen(GenArgs),
+    /// Describe schema files for other languages: `.proto` files, or a JSON descriptor.
+    #[command(
+        long_about = "Describe schema files and every file they import for other languages \
+            (docs/descriptor.md has both formats).\n\n\
+            --proto DIR writes proto3 files that protoc accepts, one per package \
+            (`chat.v1` → DIR/chat/v1/chat_v1.proto), with messages and enums as in the schema \
+            and every method as an rpc carrying the option (echostream.options.method) that \
+            names its kind and options (DIR/echostream/options.proto defines it): events \
+            return google.protobuf.Empty, streams take `stream T` and return \
+            google.protobuf.Empty.\n\n\
+            --json FILE writes the versioned JSON descriptor of the whole checked schema \
+            (`\"format\": \"echostream.descriptor\", \"version\": 1`): packages, messages, enums, \
+            fields, services, methods with kind and options, doc comments; `-` writes it to \
+            standard output. Both may be given at once.\n\n\
+            Exit status: 0 when everything is written, 1 when a schema has errors, the \
+            packages import one another in a cycle (--proto), or a file cannot be written.",
+        after_help = "Examples:\n  echoc export --proto proto -I schemas schemas/chat.echo\n  echoc export --json chat.json -I schemas schemas/chat.echo\n  echoc export --json - schemas/chat.echo | jq .packages[].name"
+    )]
+    Export(ExportArgs),
 }
 
 /// Parses `args` (program name first) and runs the command, writing to the process's
@@ -103,6 +124,7 @@ pub fn run(command: &Command, out: &mut Output) -> bool {
         Command::Check(args) => check::run(args, out),
         Command::Fmt(args) => fmt::run(args, out),
         Command::Gen(args) => generate::run(args, out),
+        Command::Export(args) => export::run(args, out),
     }
 }
 
