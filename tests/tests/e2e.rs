@@ -8,13 +8,13 @@ mod common;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use e2e::{Greeting, Hello, Mood, Note, Ping, Sample};
 use echostream_runtime::{
     Bytes, CallContext, Client, Code, Frame, Middleware, Payload, Played, Server, Session, Status,
     StreamEnd, StreamInfo, StreamOptions, async_trait,
 };
 use echostream_tests::schemas::common::Attachment;
 use echostream_tests::schemas::e2e::v1 as e2e;
-use e2e::{Greeting, Hello, Mood, Note, Ping, Sample};
 use tokio::sync::mpsc;
 
 use common::{Pair, eventually, next, pair, within};
@@ -228,7 +228,9 @@ async fn rpcs_in_both_directions() {
 
     // The server calls the client directly.
     let peer = e2e::PeerClient::new(p.pair.to_client.clone());
-    let pong = within(peer.ping(Ping { seq: 9 })).await.expect("ping answered");
+    let pong = within(peer.ping(Ping { seq: 9 }))
+        .await
+        .expect("ping answered");
     assert_eq!(pong.seq, 10);
 }
 
@@ -247,12 +249,16 @@ async fn rpc_errors_deadlines_and_options() {
     assert_eq!(late.code(), Code::DeadlineExceeded);
     assert!(started.elapsed() < Duration::from_millis(250));
     // The schema's options are a default: one call can wait longer.
-    let options = e2e::lobby::SLOW.call_options().timeout(Duration::from_secs(3));
+    let options = e2e::lobby::SLOW
+        .call_options()
+        .timeout(Duration::from_secs(3));
     let answered = within(lobby.slow_with(Ping { seq: 1 }, options)).await;
     assert_eq!(answered.expect("answered in time").seq, 1);
 
     // `patient` has the longest timeout a schema can give (2^64 - 1 ms).
-    let pong = within(lobby.patient(Ping { seq: 5 })).await.expect("answered");
+    let pong = within(lobby.patient(Ping { seq: 5 }))
+        .await
+        .expect("answered");
     assert_eq!(pong.seq, 6);
 
     // Metadata added to the schema's options reaches the handler.
@@ -272,7 +278,10 @@ async fn rpc_errors_deadlines_and_options() {
             .unwrap_or_else(|| panic!("no request {name} in {server_saw:?}"))
     };
     let (_, timeout_us, idempotent) = by_name("e2e.v1.Lobby/hello");
-    assert!((1_000_000..=2_000_000).contains(&timeout_us), "{timeout_us}");
+    assert!(
+        (1_000_000..=2_000_000).contains(&timeout_us),
+        "{timeout_us}"
+    );
     assert!(!idempotent);
     let (_, timeout_us, _) = by_name("e2e.v1.Lobby/patient");
     assert!(timeout_us > 1_000_000_000_000, "{timeout_us}");

@@ -86,7 +86,10 @@ fn method_constants_carry_names_and_schema_options() {
     assert_eq!(chat_service::TYPING.name(), "chat.v1.ChatService/typing");
     let video = chat_service::VIDEO_FEED;
     assert_eq!(video.delivery(), Delivery::Datagram);
-    assert_eq!(video.playout(), Playout::jitter_buffer(Duration::from_millis(80)));
+    assert_eq!(
+        video.playout(),
+        Playout::jitter_buffer(Duration::from_millis(80))
+    );
     assert_eq!(video.max_frame_bytes(), 1 << 20);
 
     assert_eq!(
@@ -105,7 +108,10 @@ fn method_constants_carry_names_and_schema_options() {
     assert!(options::v1::tuned::NOTIFY.deprecated());
     assert!(!options::v1::tuned::PLAIN.deprecated());
     assert_eq!(options::v1::tuned::ORDERED.max_frame_bytes(), 1);
-    assert_eq!(iot::control::v1::device::SET_POWER.timeout(), Some(Duration::from_millis(1500)));
+    assert_eq!(
+        iot::control::v1::device::SET_POWER.timeout(),
+        Some(Duration::from_millis(1500))
+    );
 }
 
 #[test]

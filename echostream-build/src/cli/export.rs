@@ -36,7 +36,12 @@ pub fn run(args: &ExportArgs, out: &mut Output) -> bool {
         return false;
     };
     // Everything is prepared before anything is written, so that an error writes nothing.
-    let protos = match args.proto.as_ref().map(|_| proto::export(schema)).transpose() {
+    let protos = match args
+        .proto
+        .as_ref()
+        .map(|_| proto::export(schema))
+        .transpose()
+    {
         Ok(protos) => protos,
         Err(cycle) => {
             let diagnostic = Diagnostic::error(
@@ -84,7 +89,10 @@ fn write(out: &mut Output, path: &Path, text: &str) -> bool {
     match result {
         Ok(()) => true,
         Err(e) => {
-            out.err(&format!("{}: error: cannot write file: {e}\n", path.display()));
+            out.err(&format!(
+                "{}: error: cannot write file: {e}\n",
+                path.display()
+            ));
             false
         }
     }

@@ -194,7 +194,11 @@ fn package<'a>(name: &'a str, files: &[&'a SchemaFile]) -> Package<'a> {
             .flat_map(|f| &f.messages)
             .map(message)
             .collect(),
-        enums: files.iter().flat_map(|f| &f.enums).map(enumeration).collect(),
+        enums: files
+            .iter()
+            .flat_map(|f| &f.enums)
+            .map(enumeration)
+            .collect(),
         services: files
             .iter()
             .flat_map(|f| &f.services)
@@ -250,7 +254,11 @@ fn type_desc(ty: &FieldType) -> TypeDesc<'_> {
 fn oneof<'a>(m: &'a Message, o: &'a Oneof) -> OneofDesc<'a> {
     OneofDesc {
         name: &o.name,
-        fields: o.fields.iter().map(|&i| m.fields[i].name.as_str()).collect(),
+        fields: o
+            .fields
+            .iter()
+            .map(|&i| m.fields[i].name.as_str())
+            .collect(),
         doc: &o.doc,
     }
 }

@@ -323,7 +323,13 @@ fn enumeration(out: &mut String, indent: usize, e: &Enum) {
         pad(out, indent + 1);
         let _ = writeln!(out, "{} = {};", v.name, v.number);
     }
-    reserved(out, indent + 1, &e.reserved_ranges, &e.reserved_names, i64::MAX);
+    reserved(
+        out,
+        indent + 1,
+        &e.reserved_ranges,
+        &e.reserved_names,
+        i64::MAX,
+    );
     pad(out, indent);
     out.push_str("}\n");
 }
@@ -549,9 +555,15 @@ service S {
     #[test]
     fn packages_that_import_one_another_are_refused() {
         let mut fs = MemoryFs::new();
-        fs.insert("a1.echo", "package a;\nimport \"b1.echo\";\nmessage A { b.B b = 1; }\n");
+        fs.insert(
+            "a1.echo",
+            "package a;\nimport \"b1.echo\";\nmessage A { b.B b = 1; }\n",
+        );
         fs.insert("b1.echo", "package b;\nmessage B {}\n");
-        fs.insert("b2.echo", "package b;\nimport \"a1.echo\";\nmessage C { a.A a = 1; }\n");
+        fs.insert(
+            "b2.echo",
+            "package b;\nimport \"a1.echo\";\nmessage C { a.A a = 1; }\n",
+        );
         let c = compile_with(&fs, &["a1.echo", "b2.echo"], &[] as &[&str]);
         let error = export(&c.schema.expect("valid")).unwrap_err();
         assert_eq!(error.packages, ["a", "b"]);
