@@ -242,7 +242,9 @@ impl Builder {
     ) -> Result<(), Error> {
         let compilation = echostream_idl::compile(schemas, include_dirs);
         if self.cargo_directives {
-            print_cargo_directives(&compilation, schemas, include_dirs);
+            for line in cargo_directives(&compilation, schemas, include_dirs) {
+                println!("{line}");
+            }
         }
         let files = self.generate(&compilation)?;
         let out_dir = match &self.out_dir {
@@ -264,13 +266,14 @@ impl Builder {
     }
 }
 
-/// Prints `cargo:rerun-if-changed` for every file read (and, when some could not be found, the
-/// include directories, so that adding the missing file reruns the build), and each warning.
-fn print_cargo_directives(
+/// `cargo:rerun-if-changed` for every file read (and, when some could not be found, the include
+/// directories, so that adding the missing file reruns the build), and a `cargo:warning` per
+/// warning.
+fn cargo_directives(
     compilation: &Compilation,
     schemas: &[impl AsRef<Path>],
     include_dirs: &[impl AsRef<Path>],
-) {
+) -> Vec<String> {
     let mut paths: Vec<PathBuf> = schemas.iter().map(|p| p.as_ref().to_path_buf()).collect();
     for file in compilation.sources.files() {
         let path = file.path().to_path_buf();
@@ -281,13 +284,75 @@ fn print_cargo_directives(
     if compilation.has_errors() {
         paths.extend(include_dirs.iter().map(|d| d.as_ref().to_path_buf()));
     }
-    for path in paths {
-        println!("cargo:rerun-if-changed={}", path.display());
-    }
+    let mut lines: Vec<String> = paths
+        .iter()
+        .map(|p| format!("cargo:rerun-if-changed={}", p.display()))
+        .collect();
     for diagnostic in compilation.diagnostics.iter().filter(|d| !d.is_error()) {
-        println!(
+        lines.push(format!(
             "cargo:warning={}",
             diagnostic.headline(&compilation.sources)
+        ));
+    }
+    lines
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use echostream_idl::{MemoryFs, compile_with};
+
+    #[test]
+    fn every_schema_and_import_reruns_the_build_and_warnings_are_shown() {
+        let mut fs = MemoryFs::new();
+        fs.insert(
+            "s/chat.echo",
+            "package chat;\nimport \"common.echo\";\nmessage M { common.C c = 1; }\n",
         );
+        fs.insert(
+            "inc/common.echo",
+            "package common;\nmessage C { int32 badName = 1; }\n",
+        );
+        let c = compile_with(&fs, &["s/chat.echo"], &["inc"]);
+        assert!(!c.has_errors());
+        assert_eq!(
+            cargo_directives(&c, &["s/chat.echo"], &["inc"]),
+            [
+                "cargo:rerun-if-changed=s/chat.echo",
+                "cargo:rerun-if-changed=inc/common.echo",
+                "cargo:warning=inc/common.echo:2:19: warning: field name `badName` should be snake_case",
+            ]
+        );
+    }
+
+    #[test]
+    fn a_missing_import_reruns_the_build_when_include_directories_change() {
+        let mut fs = MemoryFs::new();
+        fs.insert("chat.echo", "package chat;\nimport \"gone.echo\";\n");
+        let c = compile_with(&fs, &["chat.echo"], &["inc"]);
+        assert!(c.has_errors());
+        assert_eq!(
+            cargo_directives(&c, &["chat.echo"], &["inc"]),
+            [
+                "cargo:rerun-if-changed=chat.echo",
+                "cargo:rerun-if-changed=inc",
+            ]
+        );
+    }
+
+    #[test]
+    fn per_service_settings_override_the_global_ones() {
+        let b = Builder::default()
+            .build_client(false)
+            .service_client(".a.S", true)
+            .service_server("a.T", false);
+        let sides = |n| {
+            let s = b.sides(n);
+            (s.server, s.client)
+        };
+        assert_eq!(sides("a.S"), (true, true));
+        assert_eq!(sides("a.T"), (false, false));
+        assert_eq!(sides("a.U"), (true, false));
+        assert_eq!(b.configured_services().collect::<Vec<_>>(), ["a.S", "a.T"]);
     }
 }
