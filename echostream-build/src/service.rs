@@ -93,18 +93,9 @@ pub const CLIENT_RESERVED: [&str; 2] = ["new", "session"];
 /// The constant of the service's name in its constants module.
 pub const NAME_CONSTANT: &str = "NAME";
 
-/// The code of `services`, all of package `package`, with `sides(service)` saying what to
-/// generate for each.
-pub fn generate(
-    package: &str,
-    services: &[&Service],
-    sides: impl Fn(&Service) -> Sides,
-) -> TokenStream {
-    let mut out = TokenStream::new();
-    for service in services {
-        out.extend(ServiceGen::new(package, service, sides(service)).generate());
-    }
-    out
+/// The code of `service`, of package `package`, with its `sides`.
+pub fn generate(package: &str, service: &Service, sides: Sides) -> TokenStream {
+    ServiceGen::new(package, service, sides).generate()
 }
 
 /// Generates the code of one service.
