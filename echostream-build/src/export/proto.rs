@@ -119,10 +119,8 @@ pub fn export(schema: &Schema) -> Result<Vec<ProtoFile>, CycleError> {
     for (package, files) in &packages {
         let used = deps.entry(package).or_default();
         for name in referenced_types(files) {
-            if let Some(other) = package_of.get(name) {
-                if other != package {
-                    used.insert(other);
-                }
+            if let Some(other) = package_of.get(name).filter(|other| *other != package) {
+                used.insert(other);
             }
         }
     }
@@ -368,7 +366,7 @@ fn message(out: &mut String, indent: usize, m: &Message) {
         indent + 1,
         &m.reserved_ranges,
         &m.reserved_names,
-        i64::from(MAX_FIELD_NUMBER),
+        MAX_FIELD_NUMBER,
     );
     pad(out, indent);
     out.push_str("}\n");
