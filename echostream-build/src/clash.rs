@@ -67,6 +67,7 @@ impl<'a> Scope<'a> {
 /// generated for each service.
 pub fn check(schema: &Schema, sides: &dyn Fn(&str) -> Sides) -> Vec<Diagnostic> {
     let mut diagnostics = Vec::new();
+    empty_names(schema, &mut diagnostics);
     package_files(schema, &mut diagnostics);
     packages(schema, sides, &mut diagnostics);
     for file in &schema.files {
@@ -80,6 +81,57 @@ pub fn check(schema: &Schema, sides: &dyn Fn(&str) -> Sides) -> Vec<Diagnostic> 
     }
     diagnostics.sort_by_key(|d| (d.file_id(), d.span.map(|s| s.start)));
     diagnostics
+}
+
+/// Names made only of underscores, which become empty Rust identifiers.
+fn empty_names(schema: &Schema, diagnostics: &mut Vec<Diagnostic>) {
+    fn check(name: &str, what: &str, span: Span, diagnostics: &mut Vec<Diagnostic>) {
+        if !name.chars().any(|c| c.is_ascii_alphanumeric()) {
+            diagnostics.push(
+                Diagnostic::error(span, format!("{what} `{name}` has no Rust name"))
+                    .with_label("only underscores")
+                    .with_help("generated Rust code needs a letter or digit in every name"),
+            );
+        }
+    }
+    fn message(m: &Message, diagnostics: &mut Vec<Diagnostic>) {
+        check(&m.name, "message", m.name_span, diagnostics);
+        for f in &m.fields {
+            check(&f.name, "field", f.name_span, diagnostics);
+        }
+        for o in &m.oneofs {
+            check(&o.name, "oneof", o.name_span, diagnostics);
+        }
+        for e in &m.enums {
+            enumeration(e, diagnostics);
+        }
+        for nested in &m.messages {
+            message(nested, diagnostics);
+        }
+    }
+    fn enumeration(e: &echostream_idl::model::Enum, diagnostics: &mut Vec<Diagnostic>) {
+        check(&e.name, "enum", e.name_span, diagnostics);
+        for v in &e.values {
+            check(&v.name, "enum value", v.name_span, diagnostics);
+        }
+    }
+    for file in &schema.files {
+        for segment in file.package.split('.') {
+            check(segment, "package name part", file.package_span, diagnostics);
+        }
+        for m in &file.messages {
+            message(m, diagnostics);
+        }
+        for e in &file.enums {
+            enumeration(e, diagnostics);
+        }
+        for s in &file.services {
+            check(&s.name, "service", s.name_span, diagnostics);
+            for m in &s.methods {
+                check(&m.name, "method", m.name_span, diagnostics);
+            }
+        }
+    }
 }
 
 /// Two packages whose names differ but whose modules (and files) are the same: `chat.V1` and
@@ -387,6 +439,19 @@ mod tests {
             client: false,
         };
         assert!(check(&schema, &server_only).is_empty());
+    }
+
+    #[test]
+    fn names_of_underscores_only_have_no_rust_name() {
+        let found =
+            errors("package p;\nmessage M {\n  int32 _ = 1;\n}\nservice S {\n  event __(M);\n}\n");
+        assert_eq!(
+            found,
+            [
+                "t.echo:3:9: error: field `_` has no Rust name",
+                "t.echo:6:9: error: method `__` has no Rust name",
+            ]
+        );
     }
 
     #[test]
