@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use echostream_runtime::prost::{Message as _, Name};
 use echostream_runtime::{Bytes, Delivery, Playout};
-use echostream_tests::schemas::{chat, common, game, iot, maps, media, options, tree, types};
+use echostream_tests::schemas::{chat, common, e2e, game, iot, maps, media, options, tree, types};
 use echostream_tests::{mirrored, scalars};
 
 #[test]
@@ -37,6 +37,14 @@ fn enum_fields_have_typed_getters_and_setters() {
         [options::v1::Level::High, options::v1::Level::Unspecified]
     );
     assert_eq!(sample.levels, [1, 42, 0]);
+
+    // Optional: the same getter (the default when unset) and setter.
+    let mut hello = e2e::v1::Hello::default();
+    assert_eq!(hello.last_mood, None);
+    assert_eq!(hello.last_mood(), e2e::v1::Mood::Unspecified);
+    hello.set_last_mood(e2e::v1::Mood::Happy);
+    assert_eq!(hello.last_mood, Some(e2e::v1::Mood::Happy as i32));
+    assert_eq!(hello.last_mood(), e2e::v1::Mood::Happy);
 
     // Nested enum, and the names of values as in the schema.
     let mut leaf = tree::v1::outer::inner::Leaf::default();
