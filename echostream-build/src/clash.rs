@@ -179,6 +179,21 @@ fn packages(schema: &Schema, sides: &dyn Fn(&str) -> Sides, diagnostics: &mut Ve
             ));
         }
         let items = scopes.entry(module).or_default();
+        let traits = schema
+            .files
+            .iter()
+            .filter(|f| f.package == *package)
+            .flat_map(|f| &f.services)
+            .any(|s| sides(&s.full_name).server);
+        if traits {
+            // `#[async_trait]` writes `Box` unqualified in the traits it expands.
+            items.push((
+                "Box".to_string(),
+                "`Box`, which the generated service traits use through `#[async_trait]`,"
+                    .to_string(),
+                None,
+            ));
+        }
         for file in schema.files.iter().filter(|f| f.package == *package) {
             for message in &file.messages {
                 items.push((
@@ -439,6 +454,17 @@ mod tests {
             client: false,
         };
         assert!(check(&schema, &server_only).is_empty());
+    }
+
+    #[test]
+    fn a_type_named_box_beside_a_service_trait() {
+        assert_eq!(
+            errors("package p;\nmessage Box {}\nservice S {}\n"),
+            [
+                "t.echo:2:9: error: message `p.Box` and `Box`, which the generated service traits use through `#[async_trait]`, both become `Box` in generated Rust code"
+            ]
+        );
+        assert!(errors("package p;\nmessage Box {}\n").is_empty());
     }
 
     #[test]
