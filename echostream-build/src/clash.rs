@@ -201,7 +201,7 @@ fn packages(schema: &Schema, sides: &dyn Fn(&str) -> Sides, diagnostics: &mut Ve
                     format!("message `{}`", message.full_name),
                     Some(message.name_span),
                 ));
-                if has_nested_module(message) {
+                if names::has_nested_module(message) {
                     items.push((
                         names::snake(&message.name),
                         format!("the module of the nested types of `{}`", message.full_name),
@@ -253,12 +253,6 @@ fn packages(schema: &Schema, sides: &dyn Fn(&str) -> Sides, diagnostics: &mut Ve
             scope.add(rust, what, span);
         }
     }
-}
-
-/// Whether prost-build gives `message` a module for its nested types: it has nested messages,
-/// enums or oneofs (map entries and the synthetic oneofs of `optional` are not generated).
-fn has_nested_module(message: &Message) -> bool {
-    !message.messages.is_empty() || !message.enums.is_empty() || !message.oneofs.is_empty()
 }
 
 /// A map field's entry message (`LabelsEntry`) must not be the name of a nested type.

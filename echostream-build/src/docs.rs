@@ -23,14 +23,18 @@ pub fn rustdoc_lines(text: &str) -> Vec<String> {
     let mut fence: Option<String> = None;
     let mut indented = false;
     let mut previous_blank = true;
+    // The content column of the list item being written, if any.
+    let mut list: Option<usize> = None;
     for line in text.lines() {
+        // Tabs are spaces in rustdoc's eyes (and clippy's `tabs_in_doc_comments`).
+        let line = line.replace('\t', "    ");
         let trimmed = line.trim_start();
         let indent = line.len() - trimmed.len();
         if let Some(marker) = &fence {
             if trimmed.starts_with(marker.as_str()) && trimmed.trim_end() == marker.as_str() {
                 fence = None;
             }
-            out.push(line.to_string());
+            out.push(line.clone());
             previous_blank = false;
             continue;
         }
@@ -43,6 +47,11 @@ pub fn rustdoc_lines(text: &str) -> Vec<String> {
             indented = false;
             previous_blank = true;
         }
+        if trimmed.is_empty() {
+            out.push(String::new());
+            previous_blank = true;
+            continue;
+        }
         if let Some(marker) = fence_marker(trimmed) {
             let info = trimmed[marker.len()..].trim();
             out.push(format!(
@@ -54,14 +63,36 @@ pub fn rustdoc_lines(text: &str) -> Vec<String> {
             previous_blank = false;
             continue;
         }
-        if previous_blank && indent >= 4 && !trimmed.is_empty() {
+        if let Some(marker) = list_marker(trimmed) {
+            list = Some(indent + marker);
+            out.push(escape_html(&line));
+            previous_blank = false;
+            continue;
+        }
+        if let Some(content) = list {
+            if !previous_blank {
+                // A continuation of the item: indented to its content, neither less (a "lazy"
+                // continuation) nor more.
+                out.push(format!("{}{}", " ".repeat(content), escape_html(trimmed)));
+                continue;
+            }
+            if indent >= content {
+                // Another paragraph of the item (an indented block in an item is written as one
+                // too: never a doc test).
+                out.push(format!("{}{}", " ".repeat(content), escape_html(trimmed)));
+                previous_blank = false;
+                continue;
+            }
+            list = None;
+        }
+        if previous_blank && indent >= 4 {
             out.push("```text".to_string());
             out.push(line[4..].to_string());
             indented = true;
             continue;
         }
-        out.push(escape_html(line));
-        previous_blank = line.trim().is_empty();
+        out.push(escape_html(&line));
+        previous_blank = false;
     }
     if indented {
         close_indented(&mut out);
@@ -74,6 +105,27 @@ pub fn rustdoc_lines(text: &str) -> Vec<String> {
         out.pop();
     }
     out
+}
+
+/// Where the content of the list item that starts `trimmed` begins, if it starts one: after the
+/// marker (`- `, `* `, `+ `, `1. `, `1) `) and up to four spaces, as CommonMark has it.
+fn list_marker(trimmed: &str) -> Option<usize> {
+    let bytes = trimmed.as_bytes();
+    let marker = if matches!(bytes.first(), Some(b'-' | b'*' | b'+')) {
+        1
+    } else {
+        let digits = bytes.iter().take_while(|b| b.is_ascii_digit()).count();
+        if !(1..=9).contains(&digits) || !matches!(bytes.get(digits), Some(b'.' | b')')) {
+            return None;
+        }
+        digits + 1
+    };
+    let spaces = bytes[marker..].iter().take_while(|b| **b == b' ').count();
+    match spaces {
+        0 => None,
+        1..=4 if marker + spaces < bytes.len() => Some(marker + spaces),
+        _ => Some(marker + 1),
+    }
 }
 
 /// Ends an indented block turned fenced: blank lines it took belong after the fence.
@@ -201,10 +253,13 @@ pub fn leading_comment(doc: &str, fallback: impl FnOnce() -> String) -> String {
     }
     let mut out = String::new();
     for line in lines {
-        if !line.is_empty() {
+        // protoc's form has a space after `//`; prost-build adds one more before a line that
+        // starts with two spaces (to keep the indentation of lists and code), so an indented
+        // line gets no space of ours, or it would end up one column too deep.
+        if !line.is_empty() && !line.starts_with(' ') {
             out.push(' ');
-            out.push_str(&line);
         }
+        out.push_str(&line);
         out.push('\n');
     }
     out
@@ -265,6 +320,39 @@ mod tests {
     }
 
     #[test]
+    fn list_continuations_are_indented_to_the_item() {
+        assert_eq!(
+            rustdoc_lines(
+                "Kinds:\n- one,\nlazily continued;\n-  two\n        over-indented\n10. ten\nx\n\nAfter."
+            ),
+            [
+                "Kinds:",
+                "- one,",
+                "  lazily continued;",
+                "-  two",
+                "   over-indented",
+                "10. ten",
+                "    x",
+                "",
+                "After."
+            ]
+        );
+        // A paragraph of an item after a blank line stays in the item, not as code.
+        assert_eq!(
+            rustdoc_lines("- item\n\n  more of it\n\n      code\n\nOut."),
+            ["- item", "", "  more of it", "", "  code", "", "Out."]
+        );
+        assert_eq!(list_marker("-5 degrees"), None);
+        assert_eq!(list_marker("2) b"), Some(3));
+        assert_eq!(list_marker("-     code"), Some(2));
+    }
+
+    #[test]
+    fn tabs_become_spaces() {
+        assert_eq!(rustdoc_lines("a\tb\n\tc"), ["a    b", "    c"]);
+    }
+
+    #[test]
     fn html_like_text_is_escaped_outside_code() {
         assert_eq!(
             rustdoc_lines("a map<string, Point> or `map<K, V>` <http://x.y> 1 < 2"),
@@ -294,6 +382,7 @@ mod tests {
     #[test]
     fn leading_comments_in_protoc_form() {
         assert_eq!(leading_comment("a\n\nb", String::new), " a\n\n b\n");
+        assert_eq!(leading_comment("- a\n  b", String::new), " - a\n  b\n");
         assert_eq!(leading_comment("", || "Generated.".into()), " Generated.\n");
     }
 }

@@ -67,7 +67,7 @@ pub fn generate(builder: &Builder, compilation: &Compilation) -> Result<Vec<Gene
                 .into_iter()
                 .map(|file| (Module::from_protobuf_package_name(file.package()), file))
                 .collect();
-            prost_config(&builder.prost).generate(requests)
+            prost_config(&builder.prost, schema).generate(requests)
         });
         let service_code = parallel(&services, |(package, service)| {
             let tokens = service::generate(package, service, builder.sides(&service.full_name));
@@ -184,9 +184,10 @@ fn check_configured_services(builder: &Builder, schema: &Schema) -> Result<(), E
 }
 
 /// prost-build set up for EchoStream: types reach prost through `::echostream_runtime::prost`
-/// (so generated code needs no other dependency), `Name` implemented (full type names), and the
-/// builder's settings.
-fn prost_config(settings: &ProstSettings) -> prost_build::Config {
+/// (so generated code needs no other dependency), `Name` implemented (full type names), oneof
+/// enums free of clippy's `large_enum_variant` (whether to box a member is the schema user's
+/// choice, made with `boxed`), and the builder's settings.
+fn prost_config(settings: &ProstSettings, schema: &Schema) -> prost_build::Config {
     let mut config = prost_build::Config::new();
     config
         .prost_path("::echostream_runtime::prost")
@@ -194,6 +195,14 @@ fn prost_config(settings: &ProstSettings) -> prost_build::Config {
         .format(false)
         .bytes(&settings.bytes)
         .btree_map(&settings.btree_map);
+    for message in schema.messages() {
+        for oneof in &message.oneofs {
+            config.enum_attribute(
+                format!(".{}.{}", message.full_name, oneof.name),
+                "#[allow(clippy::large_enum_variant)]",
+            );
+        }
+    }
     for (path, attribute) in &settings.type_attributes {
         config.type_attribute(path, attribute);
     }
@@ -333,7 +342,7 @@ fn include_file(schema: &Schema) -> Result<String, Error> {
             *doc = &file.doc;
         }
     }
-    let items = tree_items(&root, &[], &docs_by_package);
+    let items = tree_items(&root, &[], schema, &docs_by_package);
     let tokens = quote!(#(#items)*);
     let file: syn::File = syn::parse2(tokens).map_err(|e| Error::Internal {
         package: INCLUDE_FILE.to_string(),
@@ -351,6 +360,7 @@ fn include_file(schema: &Schema) -> Result<String, Error> {
 fn tree_items(
     node: &Node,
     path: &[String],
+    schema: &Schema,
     docs_by_package: &HashMap<&str, &str>,
 ) -> Vec<TokenStream> {
     node.children
@@ -389,9 +399,23 @@ fn tree_items(
                 let file = names::package_file(package);
                 quote!(include!(#file);)
             });
-            let nested = tree_items(child, &child_path, docs_by_package);
+            // A module named like the one that holds it (package `deep.deep`, or message `Chat`
+            // with nested types in package `chat`) is what clippy's `module_inception` flags;
+            // the names are the schema's.
+            let inner_named_alike = child.package.as_ref().is_some_and(|package| {
+                schema
+                    .files
+                    .iter()
+                    .filter(|f| f.package == *package)
+                    .flat_map(|f| &f.messages)
+                    .any(|m| names::has_nested_module(m) && names::snake(&m.name) == *name)
+            });
+            let inception = (path.last() == Some(name) || inner_named_alike)
+                .then(|| quote!(#[allow(clippy::module_inception)]));
+            let nested = tree_items(child, &child_path, schema, docs_by_package);
             quote! {
                 #(#[doc = #doc])*
+                #inception
                 pub mod #ident {
                     #include
                     #(#nested)*
@@ -434,7 +458,7 @@ mod tests {
             .into_iter()
             .map(|f| (Module::from_protobuf_package_name(f.package()), f))
             .collect();
-        let code = prost_config(&Builder::default().prost)
+        let code = prost_config(&Builder::default().prost, &schema)
             .generate(requests)
             .expect("prost generates")
             .remove(&Module::from_protobuf_package_name("p"))

@@ -2,6 +2,7 @@
 //! them (so that service code names the types prost generates), and the relative paths between
 //! package modules.
 
+use echostream_idl::model::Message;
 use echostream_idl::naming;
 
 /// `name` as a Rust identifier: a raw identifier for keywords (`r#type`), an underscore after
@@ -43,6 +44,13 @@ pub fn package_module(package: &str) -> Vec<String> {
         .filter(|s| !s.is_empty())
         .map(snake)
         .collect()
+}
+
+/// Whether prost-build gives `message` a module for its nested types (`mod message` beside
+/// `struct Message`): it has nested messages, enums or oneofs (map entries and the synthetic
+/// oneofs of `optional` are not generated).
+pub fn has_nested_module(message: &Message) -> bool {
+    !message.messages.is_empty() || !message.enums.is_empty() || !message.oneofs.is_empty()
 }
 
 /// The name of the file generated for a package: `chat.v1.rs`, as prost-build names it.

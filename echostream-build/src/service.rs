@@ -230,8 +230,14 @@ impl<'a> ServiceGen<'a> {
                 #value
             }
         });
+        // A service named like its package (`chat.Chat`) has a module named like the package's.
+        let inception = names::package_module(self.package)
+            .last()
+            .is_some_and(|last| *last == self.names.module)
+            .then(|| quote!(#[allow(clippy::module_inception)]));
         quote! {
             #module_doc
+            #inception
             pub mod #module {
                 #imports
                 #datagram
@@ -274,7 +280,7 @@ impl<'a> ServiceGen<'a> {
             let names = MethodNames::of(method);
             let name = ident(&names.method);
             let input = self.ty(&method.input);
-            let deprecated = deprecated_attr(method);
+            let deprecated = method_attrs(method, &names);
             let decl = declaration(method);
             let schema_doc = Doc::default().schema(&method.doc);
             match &method.kind {
@@ -505,7 +511,7 @@ impl<'a> ServiceGen<'a> {
             let with = ident(&names.with);
             let constant = ident(&names.constant);
             let input = self.ty(&method.input);
-            let deprecated = deprecated_attr(method);
+            let deprecated = method_attrs(method, &names);
             let decl = declaration(method);
             let constant_path = format!("{}::{}", self.names.module, names.constant);
             let schema_doc = Doc::default().schema(&method.doc);
@@ -689,9 +695,23 @@ pub fn declaration(method: &Method) -> String {
     }
 }
 
-/// `#[deprecated]` for a deprecated method.
-fn deprecated_attr(method: &Method) -> Option<TokenStream> {
-    method.deprecated.then(|| quote!(#[deprecated]))
+/// The attributes of a generated trait or client method: `#[deprecated]` for a deprecated
+/// method, and an allowance for clippy's `wrong_self_convention` when the schema names a method
+/// like a conversion (`from_device`, `into_room`, `to_frames_mut`): it takes `&self` like every
+/// generated method, and the name is the schema's.
+fn method_attrs(method: &Method, names: &MethodNames) -> TokenStream {
+    let mut attrs = TokenStream::new();
+    if method.deprecated {
+        attrs.extend(quote!(#[deprecated]));
+    }
+    let name = names.method.trim_start_matches("r#");
+    let conversion = name.starts_with("from_")
+        || name.starts_with("into_")
+        || (name.starts_with("to_") && name.ends_with("_mut"));
+    if conversion {
+        attrs.extend(quote!(#[allow(clippy::wrong_self_convention)]));
+    }
+    attrs
 }
 
 /// The width generated doc paragraphs are wrapped at.

@@ -34,6 +34,7 @@ pub struct Message {
 /// Nested message and enum types in `Message`.
 pub mod message {
     /// Schema oneof `target`.
+    #[allow(clippy::large_enum_variant)]
     #[derive(Clone, Copy, PartialEq, Eq, Hash, ::echostream_runtime::prost::Oneof)]
     #[prost(prost_path = "::echostream_runtime::prost")]
     pub enum Target {

@@ -79,6 +79,7 @@ pub mod note {
         }
     }
     /// A documented oneof.
+    #[allow(clippy::large_enum_variant)]
     #[derive(Clone, PartialEq, Eq, Hash, ::echostream_runtime::prost::Oneof)]
     #[prost(prost_path = "::echostream_runtime::prost")]
     pub enum Target {

@@ -69,6 +69,7 @@ pub struct Words {
 /// Nested message and enum types in `Words`.
 pub mod words {
     /// Schema oneof `match`.
+    #[allow(clippy::large_enum_variant)]
     #[derive(Clone, Copy, PartialEq, Eq, Hash, ::echostream_runtime::prost::Oneof)]
     #[prost(prost_path = "::echostream_runtime::prost")]
     pub enum Match {

@@ -40,6 +40,7 @@ pub struct Post {
 /// Nested message and enum types in `Post`.
 pub mod post {
     /// What the post carries.
+    #[allow(clippy::large_enum_variant)]
     #[derive(Clone, PartialEq, Eq, Hash, ::echostream_runtime::prost::Oneof)]
     #[prost(prost_path = "::echostream_runtime::prost")]
     pub enum Content {
@@ -54,6 +55,7 @@ pub mod post {
         Mood(i32),
     }
     /// Schema oneof `audience`.
+    #[allow(clippy::large_enum_variant)]
     #[derive(Clone, PartialEq, Eq, Hash, ::echostream_runtime::prost::Oneof)]
     #[prost(prost_path = "::echostream_runtime::prost")]
     pub enum Audience {
