@@ -382,8 +382,10 @@ struct MessageStream<S, M> {
     undecodable: Undecodable,
 }
 
-/// Frames dropped because they did not decode, per (session, stream), until the next frame of
-/// that stream reports them as lost.
+/// Frames dropped because they did not decode, per (session id, stream id), until the next frame
+/// of that stream reports them as lost. Session ids are unique per endpoint; a handler shared by
+/// two endpoints (one router cloned into both) could mix up two streams of equal ids, which
+/// would only move a loss count from one to the other.
 #[derive(Default)]
 struct Undecodable {
     /// How many entries `pending` has: lets the common case skip the lock.
