@@ -6,7 +6,7 @@ use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 
 use crate::ast::{self, LabelKw, MethodKw, RangeEnd};
 use crate::diagnostic::Diagnostic;
-use crate::loader::Loaded;
+use crate::loader::{Loaded, LoadedFile};
 use crate::model::{
     Delivery, Enum, EnumValue, Field, FieldOptions, FieldType, Import, Label, Message, Method,
     MethodKind, Oneof, ReservedRange, RpcOptions, Scalar, Schema, SchemaFile, Service,
@@ -14,6 +14,7 @@ use crate::model::{
 };
 use crate::naming;
 use crate::options::{self, Target};
+use crate::recover::Damage;
 use crate::resolve::{Lookup, SymbolKind, Symbols, qualify};
 use crate::source::{FileId, Span};
 
@@ -31,7 +32,9 @@ pub(crate) fn check(loaded: &Loaded) -> (Option<Schema>, Vec<Diagnostic>) {
     let mut packages: HashMap<FileId, (String, Span, String)> = HashMap::default();
     for file in &loaded.files {
         let Some(ast) = &file.ast else { continue };
-        packages.insert(file.id, package_of(file.id, ast, &mut diagnostics));
+        // A `package` statement lost to a syntax error is reported as that error.
+        let lost = file.damage.as_ref().is_some_and(|d| d.lost_package);
+        packages.insert(file.id, package_of(file.id, ast, lost, &mut diagnostics));
     }
 
     // Imported files first, so that a clash is reported in the file that imports.
@@ -49,13 +52,26 @@ pub(crate) fn check(loaded: &Loaded) -> (Option<Schema>, Vec<Diagnostic>) {
     for file in &loaded.files {
         let Some(ast) = &file.ast else { continue };
         let (package, package_span, doc) = packages[&file.id].clone();
-        // A file whose imports are missing or broken cannot judge its own type references.
-        let complete = file
-            .imports
-            .iter()
-            .all(|i| i.is_some_and(|id| loaded.file(id).ast.is_some()));
+        // A file cannot judge its own type references when an import is missing or cannot be
+        // read, or when a syntax error may have taken an import or a package name with it.
+        let lost_names = |f: &LoadedFile| f.damage.as_ref().is_some_and(|d| d.lost_package);
+        let complete = !file
+            .damage
+            .as_ref()
+            .is_some_and(|d| d.lost_import || d.lost_package)
+            && file.imports.iter().all(|i| {
+                i.is_some_and(|id| {
+                    let target = loaded.file(id);
+                    target.ast.is_some() && !lost_names(target)
+                })
+            });
         let mut visible = vec![file.id];
         visible.extend(file.imports.iter().flatten());
+        // What syntax errors in the file or in its imports may have declared.
+        let damage: Vec<&Damage> = visible
+            .iter()
+            .filter_map(|&id| loaded.file(id).damage.as_ref())
+            .collect();
         let mut checker = FileChecker {
             file: file.id,
             package: &package,
@@ -63,6 +79,7 @@ pub(crate) fn check(loaded: &Loaded) -> (Option<Schema>, Vec<Diagnostic>) {
             sources: &loaded.sources,
             visible: &visible,
             complete,
+            damage: &damage,
             used: HashSet::default(),
             diagnostics: &mut diagnostics,
             enum_scopes: Vec::new(),
@@ -137,13 +154,18 @@ pub(crate) fn check(loaded: &Loaded) -> (Option<Schema>, Vec<Diagnostic>) {
     )
 }
 
-/// The package of a file, its span and its doc; reports a missing or repeated `package`.
+/// The package of a file, its span and its doc; reports a missing or repeated `package`
+/// (unless it is `lost` to a syntax error).
 fn package_of(
     file: FileId,
     ast: &ast::File,
+    lost: bool,
     diagnostics: &mut Vec<Diagnostic>,
 ) -> (String, Span, String) {
     let Some(first) = ast.packages.first() else {
+        if lost {
+            return (String::new(), Span::new(file, 0, 0), String::new());
+        }
         diagnostics.push(
             Diagnostic::error(Span::new(file, 0, 0), "missing `package` declaration")
                 .with_label("every file declares its package")
@@ -168,7 +190,7 @@ fn package_of(
 
 /// The model's imports of a file; warns about duplicate and unused imports.
 fn check_imports(
-    file: &crate::loader::LoadedFile,
+    file: &LoadedFile,
     ast: &ast::File,
     loaded: &Loaded,
     used: &HashSet<FileId>,
@@ -187,7 +209,9 @@ fn check_imports(
             );
             continue;
         }
-        if complete && !used.contains(&target) {
+        // Uses may be hidden in text that did not parse, here or in the imported file.
+        let judged = complete && file.damage.is_none() && loaded.file(target).damage.is_none();
+        if judged && !used.contains(&target) {
             diagnostics.push(
                 Diagnostic::warning(import.span, format!("unused import `{}`", import.path))
                     .with_label("nothing declared in this file is used")
@@ -323,8 +347,11 @@ struct FileChecker<'a> {
     symbols: &'a Symbols,
     sources: &'a crate::source::SourceMap,
     visible: &'a [FileId],
-    /// Whether every import of the file was found and parsed.
+    /// Whether every import of the file was found and read, and no syntax error may have
+    /// taken an import or the package name with it.
     complete: bool,
+    /// What syntax errors in the file and its imports may have declared.
+    damage: &'a [&'a Damage],
     /// The imported files a reference resolved into.
     used: HashSet<FileId>,
     diagnostics: &'a mut Vec<Diagnostic>,
@@ -789,7 +816,11 @@ impl FileChecker<'_> {
                 );
                 None
             }
-            Lookup::NotFound if !self.complete => None,
+            Lookup::NotFound
+                if !self.complete || self.damage.iter().any(|d| d.may_declare(&name.name)) =>
+            {
+                None
+            }
             Lookup::NotFound => {
                 let mut d = Diagnostic::error(name.span, format!("unknown type `{}`", name.name))
                     .with_label("not a message or enum in scope");

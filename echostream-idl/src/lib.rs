@@ -28,6 +28,7 @@ pub mod model;
 pub mod naming;
 mod options;
 mod parser;
+mod recover;
 mod resolve;
 mod source;
 

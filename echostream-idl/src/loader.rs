@@ -11,7 +11,7 @@ use std::path::{Component, Path, PathBuf};
 
 use crate::ast;
 use crate::diagnostic::Diagnostic;
-use crate::parser;
+use crate::recover::{self, Damage};
 use crate::source::{FileId, SourceMap};
 
 /// Where schema files come from: the real file system, or memory (tests, tools that hold the
@@ -91,8 +91,11 @@ fn normalize(path: &Path) -> PathBuf {
 pub(crate) struct LoadedFile {
     pub id: FileId,
     pub is_root: bool,
-    /// `None` when the file could not be read or did not parse.
+    /// `None` when the file could not be read; with a syntax error, the declarations that
+    /// parsed (see [`recover`]).
     pub ast: Option<ast::File>,
+    /// What the text that did not parse may have declared; `None` when all of it parsed.
+    pub damage: Option<Damage>,
     /// For each `import` of the AST, the file it names (if found).
     pub imports: Vec<Option<FileId>>,
 }
@@ -192,25 +195,24 @@ impl Loader<'_> {
         };
         let id = self.loaded.sources.add(name, path, text);
         self.by_identity.insert(identity, id);
-        let ast = match problem {
+        let (ast, damage) = match problem {
             Some(message) => {
                 self.loaded
                     .diagnostics
                     .push(Diagnostic::file_error(id, message));
-                None
+                (None, None)
             }
-            None => match parser::parse(id, self.loaded.sources.file(id).text()) {
-                Ok(ast) => Some(ast),
-                Err(d) => {
-                    self.loaded.diagnostics.push(*d);
-                    None
-                }
-            },
+            None => {
+                let parsed = recover::parse_file(id, self.loaded.sources.file(id).text());
+                self.loaded.diagnostics.extend(parsed.errors);
+                (Some(parsed.ast), parsed.damage)
+            }
         };
         self.loaded.files.push(LoadedFile {
             id,
             is_root: false,
             ast,
+            damage,
             imports: Vec::new(),
         });
         id
