@@ -198,7 +198,7 @@ fn check_imports(
     diagnostics: &mut Vec<Diagnostic>,
 ) -> Vec<Import> {
     let mut imports: Vec<Import> = Vec::new();
-    for (import, target) in ast.imports.iter().zip(&file.imports) {
+    for ((import, target), cyclic) in ast.imports.iter().zip(&file.imports).zip(&file.cyclic) {
         let Some(target) = *target else { continue };
         if let Some(first) = imports.iter().find(|i| i.file == target) {
             diagnostics.push(
@@ -209,8 +209,10 @@ fn check_imports(
             );
             continue;
         }
-        // Uses may be hidden in text that did not parse, here or in the imported file.
-        let judged = complete && file.damage.is_none() && loaded.file(target).damage.is_none();
+        // Uses may be hidden in text that did not parse, here or in the imported file; an
+        // import on a cycle is reported as the cycle.
+        let judged =
+            complete && !cyclic && file.damage.is_none() && loaded.file(target).damage.is_none();
         if judged && !used.contains(&target) {
             diagnostics.push(
                 Diagnostic::warning(import.span, format!("unused import `{}`", import.path))

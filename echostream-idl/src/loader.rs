@@ -98,6 +98,8 @@ pub(crate) struct LoadedFile {
     pub damage: Option<Damage>,
     /// For each `import` of the AST, the file it names (if found).
     pub imports: Vec<Option<FileId>>,
+    /// For each `import` of the AST, whether it is part of an import cycle.
+    pub cyclic: Vec<bool>,
 }
 
 /// Everything read for one compilation.
@@ -156,6 +158,7 @@ pub(crate) fn load(fs: &dyn FileSystem, roots: &[PathBuf], include_dirs: &[PathB
         loader.resolve_imports(id);
     }
     loader.report_cycles();
+    loader.mark_cyclic_imports();
     loader.loaded
 }
 
@@ -214,6 +217,7 @@ impl Loader<'_> {
             ast,
             damage,
             imports: Vec::new(),
+            cyclic: Vec::new(),
         });
         id
     }
@@ -342,6 +346,37 @@ impl Loader<'_> {
                 .with_label("this import closes the cycle")
                 .with_help("move the shared declarations into a file that both can import"),
             );
+        }
+    }
+
+    /// Marks the imports that lie on an import cycle: those whose file can reach the importing
+    /// file again. The cycle is reported as an error; such an import is not also "unused".
+    fn mark_cyclic_imports(&mut self) {
+        let files = &self.loaded.files;
+        let reaches = |from: FileId, to: FileId| {
+            let mut seen = vec![false; files.len()];
+            let mut stack = vec![from];
+            while let Some(id) = stack.pop() {
+                if id == to {
+                    return true;
+                }
+                if !std::mem::replace(&mut seen[id.index()], true) {
+                    stack.extend(files[id.index()].imports.iter().flatten());
+                }
+            }
+            false
+        };
+        let cyclic: Vec<Vec<bool>> = files
+            .iter()
+            .map(|f| {
+                f.imports
+                    .iter()
+                    .map(|target| target.is_some_and(|t| reaches(t, f.id)))
+                    .collect()
+            })
+            .collect();
+        for (file, cyclic) in self.loaded.files.iter_mut().zip(cyclic) {
+            file.cyclic = cyclic;
         }
     }
 }
