@@ -189,20 +189,20 @@ impl Loader<'_> {
         if let Some(&id) = self.by_identity.get(&identity) {
             return id;
         }
-        let (text, problem) = match self.fs.read(path) {
-            Ok(bytes) => match String::from_utf8(bytes) {
-                Ok(text) => (text, None),
-                Err(_) => (String::new(), Some("file is not valid UTF-8".to_string())),
-            },
-            Err(e) => (String::new(), Some(format!("cannot read file: {e}"))),
+        let (id, problem) = match self.fs.read(path) {
+            Ok(bytes) => self.loaded.sources.add_bytes(name, path, bytes),
+            Err(e) => {
+                let id = self.loaded.sources.add(name, path, String::new());
+                (
+                    id,
+                    Some(Diagnostic::file_error(id, format!("cannot read file: {e}"))),
+                )
+            }
         };
-        let id = self.loaded.sources.add(name, path, text);
         self.by_identity.insert(identity, id);
         let (ast, damage) = match problem {
-            Some(message) => {
-                self.loaded
-                    .diagnostics
-                    .push(Diagnostic::file_error(id, message));
+            Some(diagnostic) => {
+                self.loaded.diagnostics.push(diagnostic);
                 (None, None)
             }
             None => {
