@@ -199,6 +199,9 @@ fn check_imports(
 ) -> Vec<Import> {
     let mut imports: Vec<Import> = Vec::new();
     for ((import, target), cyclic) in ast.imports.iter().zip(&file.imports).zip(&file.cyclic) {
+        if let Some(doc) = &import.doc {
+            diagnostics.push(unused_doc(doc, "import"));
+        }
         let Some(target) = *target else { continue };
         if let Some(first) = imports.iter().find(|i| i.file == target) {
             diagnostics.push(
@@ -227,6 +230,13 @@ fn check_imports(
         });
     }
     imports
+}
+
+/// The warning for a doc comment before a statement that cannot be documented.
+fn unused_doc(doc: &ast::Doc, keyword: &str) -> Diagnostic {
+    Diagnostic::warning(doc.span, "unused doc comment")
+        .with_label(format!("`{keyword}` cannot be documented"))
+        .with_help("only declarations keep doc comments; use `//` for a plain comment")
 }
 
 /// Files in an order where each comes after the files it imports (cycles broken).
@@ -731,6 +741,9 @@ impl FileChecker<'_> {
         max: i64,
         what: &str,
     ) -> (Vec<ReservedRange>, Vec<String>) {
+        if let Some(doc) = &r.doc {
+            self.diagnostics.push(unused_doc(doc, "reserved"));
+        }
         let mut ranges = Vec::new();
         for range in &r.ranges {
             let bound = |lit: &ast::IntLit| lit.value.and_then(|v| i64::try_from(v).ok());

@@ -302,16 +302,38 @@ impl Builder {
     }
 
     fn import(&self, pair: Pair<'_, Rule>) -> Import {
-        let span = self.span(&pair);
+        let (doc, span) = self.statement(&pair);
         let path = pair
             .into_inner()
             .find(|p| p.as_rule() == Rule::import_path)
             .expect("grammar: import has a path");
         Import {
+            doc,
             path: unquote(path.as_str()),
             path_span: self.span(&path),
             span,
         }
+    }
+
+    /// The doc comment of a statement that cannot be documented, and the statement's span
+    /// without it.
+    fn statement(&self, pair: &Pair<'_, Rule>) -> (Option<Doc>, Span) {
+        let mut span = self.span(pair);
+        let doc = pair
+            .clone()
+            .into_inner()
+            .next()
+            .filter(|p| p.as_rule() == Rule::doc)
+            .map(|d| self.doc(&d));
+        if doc.is_some() {
+            let keyword = pair
+                .clone()
+                .into_inner()
+                .find(|p| matches!(p.as_rule(), Rule::kw_import | Rule::kw_reserved))
+                .expect("grammar: a statement starts with its keyword");
+            span.start = self.span(&keyword).start;
+        }
+        (doc, span)
     }
 
     fn message(&self, pair: Pair<'_, Rule>) -> Message {
@@ -414,7 +436,7 @@ impl Builder {
     }
 
     fn reserved(&self, pair: Pair<'_, Rule>) -> Reserved {
-        let span = self.span(&pair);
+        let (doc, span) = self.statement(&pair);
         let mut ranges = Vec::new();
         let mut names = Vec::new();
         for p in pair.into_inner() {
@@ -453,6 +475,7 @@ impl Builder {
             }
         }
         Reserved {
+            doc,
             ranges,
             names,
             span,
@@ -824,10 +847,14 @@ pub(crate) fn syntax_error(
     // Keep declarations before punctuation and in a stable, readable order.
     expected.sort_by_key(|d| ORDER.iter().position(|o| o == d).unwrap_or(ORDER.len()));
 
-    let what = join_or(&expected);
     let before = text[..pos].trim_end();
     let last_line = before.rsplit('\n').next().unwrap_or("").trim_start();
     let after_doc = last_line.starts_with("///") && !last_line.starts_with("////");
+    if after_doc {
+        // They take a doc comment only to warn that it documents nothing.
+        expected.retain(|d| !matches!(*d, "`import`" | "`reserved`"));
+    }
+    let what = join_or(&expected);
     let message = if after_doc && !what.is_empty() {
         format!("expected {what} after the doc comment, found {found}")
     } else if what.is_empty() {
