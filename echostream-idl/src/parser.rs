@@ -892,8 +892,25 @@ pub(crate) fn syntax_error(
             diagnostic.with_help("doc comments (`///`) may only stand before a declaration");
     } else if !rest.is_empty() && !rest.starts_with(|c: char| c.is_ascii()) {
         diagnostic = diagnostic.with_help("names use ASCII letters, digits and `_` only");
+    } else if let Some(keyword) = mistyped_keyword(&text[pos..pos + len], &expected) {
+        diagnostic = diagnostic.with_help(format!("did you mean `{keyword}`?"));
     }
     diagnostic
+}
+
+/// The expected keyword that `word` is a likely typo of (`mesage`, `sevice`, `retruns`).
+fn mistyped_keyword<'a>(word: &str, expected: &[&'a str]) -> Option<&'a str> {
+    if !word.starts_with(|c: char| c.is_ascii_alphabetic()) {
+        return None;
+    }
+    expected
+        .iter()
+        .filter_map(|d| d.strip_prefix('`')?.strip_suffix('`'))
+        .filter(|k| k.chars().all(|c| c.is_ascii_lowercase()) && *k != word)
+        .map(|k| (strsim::damerau_levenshtein(k, word), k))
+        .filter(|&(distance, k)| distance <= if k.len() <= 4 { 1 } else { 2 })
+        .min()
+        .map(|(_, k)| k)
 }
 
 /// A map inside a map, or a list as a map value: the grammar stops at the inner `<` or at the
