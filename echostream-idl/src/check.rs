@@ -40,21 +40,29 @@ pub(crate) fn check(loaded: &Loaded) -> (Option<Schema>, Vec<Diagnostic>) {
     // Imported files first, so that a clash is reported in the file that imports.
     let order = dependency_order(loaded);
     let mut symbols = Symbols::default();
+    // The types of a file whose package is lost to a syntax error are in no known package:
+    // they are not declared, and the package-wide checks see the file on its own.
+    let lost_package = |f: &LoadedFile| f.damage.as_ref().is_some_and(|d| d.lost_package);
     for &id in &order {
-        if let Some(ast) = &loaded.file(id).ast {
+        let file = loaded.file(id);
+        if let Some(ast) = &file.ast
+            && !lost_package(file)
+        {
             symbols.declare_file(id, &packages[&id].0, ast, &mut diagnostics);
         }
     }
 
     let mut schema_files = Vec::new();
-    let mut package_types: HashMap<String, Vec<(&str, Span)>> = HashMap::default();
-    let mut package_enums: HashMap<String, Vec<EnumScope>> = HashMap::default();
+    // By package, or by file for a file whose package is lost.
+    type Scope = (String, Option<FileId>);
+    let mut package_types: HashMap<Scope, Vec<(&str, Span)>> = HashMap::default();
+    let mut package_enums: HashMap<Scope, Vec<EnumScope>> = HashMap::default();
     for file in &loaded.files {
         let Some(ast) = &file.ast else { continue };
         let (package, package_span, doc) = packages[&file.id].clone();
+        let scope: Scope = (package.clone(), lost_package(file).then_some(file.id));
         // A file cannot judge its own type references when an import is missing or cannot be
         // read, or when a syntax error may have taken an import or a package name with it.
-        let lost_names = |f: &LoadedFile| f.damage.as_ref().is_some_and(|d| d.lost_package);
         let complete = !file
             .damage
             .as_ref()
@@ -62,7 +70,7 @@ pub(crate) fn check(loaded: &Loaded) -> (Option<Schema>, Vec<Diagnostic>) {
             && file.imports.iter().all(|i| {
                 i.is_some_and(|id| {
                     let target = loaded.file(id);
-                    target.ast.is_some() && !lost_names(target)
+                    target.ast.is_some() && !lost_package(target)
                 })
             });
         let mut visible = vec![file.id];
@@ -91,26 +99,26 @@ pub(crate) fn check(loaded: &Loaded) -> (Option<Schema>, Vec<Diagnostic>) {
             match decl {
                 ast::Decl::Message(m) => {
                     package_types
-                        .entry(package.clone())
+                        .entry(scope.clone())
                         .or_default()
                         .push((&m.name.name, m.name.span));
                     messages.push(checker.message(&package, m));
                 }
                 ast::Decl::Enum(e) => {
                     package_types
-                        .entry(package.clone())
+                        .entry(scope.clone())
                         .or_default()
                         .push((&e.name.name, e.name.span));
                     let checked = checker.enumeration(&package, e);
                     package_enums
-                        .entry(package.clone())
+                        .entry(scope.clone())
                         .or_default()
                         .push(EnumScope::of(e));
                     enums.push(checked);
                 }
                 ast::Decl::Service(s) => {
                     package_types
-                        .entry(package.clone())
+                        .entry(scope.clone())
                         .or_default()
                         .push((&s.name.name, s.name.span));
                     services.push(checker.service(s));
