@@ -847,10 +847,15 @@ impl FileChecker<'_> {
             Lookup::NotFound => {
                 let mut d = Diagnostic::error(name.span, format!("unknown type `{}`", name.name))
                     .with_label("not a message or enum in scope");
-                if let Some(s) = self
+                // A close name may be declared by text that did not parse.
+                let suggestion = self
                     .symbols
                     .suggest(scope, &name.name, self.visible, with_scalars)
-                {
+                    .or_else(|| {
+                        let close = self.damage.iter().filter_map(|d| d.suggest(&name.name));
+                        close.min().map(|(_, n)| n.to_string())
+                    });
+                if let Some(s) = suggestion {
                     d = d.with_help(format!("did you mean `{s}`?"));
                 }
                 self.error(d);

@@ -20,6 +20,7 @@ use crate::diagnostic::Diagnostic;
 use crate::parser::{
     Rule, Scan, error_offset, parse_chunks, parse_piece, scan, syntax_error, too_deep,
 };
+use crate::resolve::distance;
 use crate::source::{FileId, Span};
 
 /// A file parsed as far as it could be.
@@ -53,6 +54,20 @@ impl Damage {
     /// broken text declares: one of its segments is such a name.
     pub fn may_declare(&self, name: &str) -> bool {
         name.split('.').any(|segment| self.names.contains(segment))
+    }
+
+    /// A name of the broken text close to an unknown unqualified type name (as the checker's
+    /// suggestions are), with its distance: `Mesage` when `message Message` did not parse.
+    pub fn suggest(&self, name: &str) -> Option<(usize, &str)> {
+        if name.contains('.') {
+            return None;
+        }
+        let limit = 1.max(name.len() / 3);
+        self.names
+            .iter()
+            .map(|n| (distance(n, name), n.as_str()))
+            .filter(|&(d, _)| d <= limit)
+            .min()
     }
 }
 
@@ -551,6 +566,17 @@ mod tests {
         assert!(damage.may_declare("p.A.Inner"));
         assert!(!damage.may_declare("D"));
         assert!(!damage.lost_import && !damage.lost_package);
+    }
+
+    #[test]
+    fn names_of_the_broken_text_are_suggested_for_close_unknown_names() {
+        let parsed =
+            recovered("package p;\nmessage Message { int32 x = 1 }\nenum Mode { A = 0 }\n");
+        let damage = parsed.damage.as_ref().unwrap();
+        assert_eq!(damage.suggest("Mesage"), Some((1, "Message")));
+        assert_eq!(damage.suggest("mode"), Some((0, "Mode")));
+        assert_eq!(damage.suggest("Other"), None);
+        assert_eq!(damage.suggest("p.Mesage"), None);
     }
 
     #[test]
