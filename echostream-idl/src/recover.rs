@@ -86,7 +86,7 @@ pub(crate) fn parse_file(file: FileId, text: &str) -> Parsed {
         },
         errors: Vec::new(),
         broken: Vec::new(),
-        after_broken: false,
+        last: Last::Parsed,
     };
     let chunks = if scanned.too_deep.is_empty() {
         parse_chunks(file, text, &scanned.boundaries)
@@ -116,8 +116,8 @@ struct Recovery<'a> {
     errors: Vec<Diagnostic>,
     /// The ranges of text that did not parse.
     broken: Vec<Range<usize>>,
-    /// Whether the last piece did not parse.
-    after_broken: bool,
+    /// How the last piece ended.
+    last: Last,
 }
 
 impl Recovery<'_> {
@@ -126,7 +126,7 @@ impl Recovery<'_> {
         self.ast.packages.extend(parsed.packages);
         self.ast.imports.extend(parsed.imports);
         self.ast.decls.extend(parsed.decls);
-        self.after_broken = false;
+        self.last = Last::Parsed;
     }
 
     /// Parses each piece of `range` (which starts and ends at boundaries) on its own.
@@ -156,7 +156,7 @@ impl Recovery<'_> {
         if let Some(&at) = deep {
             self.errors.push(too_deep(self.file, at));
             self.broken.push(piece);
-            self.after_broken = true;
+            self.last = Last::Broken;
             return;
         }
         let rule = if piece.start == 0 {
@@ -168,17 +168,34 @@ impl Recovery<'_> {
             Ok(parsed) => self.keep(parsed),
             Err(e) => {
                 let at = error_offset(self.text, piece.start, &e);
-                match self.broken.last_mut() {
-                    Some(last) if self.after_broken && continues_broken(self.text, &piece, at) => {
-                        last.end = piece.end;
-                    }
+                let follows = follows(self.text, &piece, at, self.last);
+                match (follows, self.broken.last_mut()) {
+                    (Follows::Rest | Follows::End, Some(last)) => last.end = piece.end,
                     _ => {
-                        self.errors
-                            .push(syntax_error(self.file, self.text, piece.start, &e));
+                        let mut error = syntax_error(self.file, self.text, piece.start, &e);
+                        // A statement of a body after a declaration that parsed: most likely
+                        // that declaration's `}` came too early.
+                        if self.last == Last::Parsed
+                            && self.text[..piece.start].ends_with('}')
+                            && error.help.is_none()
+                            && body_statement(self.text, &piece, at)
+                        {
+                            let brace = Span::new(self.file, piece.start - 1, piece.start);
+                            error = error
+                                .with_note(brace, "the declaration before ends here")
+                                .with_help(
+                                    "if this belongs to the declaration before, remove the `}` \
+                                     that ends it too early",
+                                );
+                        }
+                        self.errors.push(error);
                         self.broken.push(piece);
                     }
                 }
-                self.after_broken = true;
+                self.last = match (follows, self.last) {
+                    (Follows::End, _) | (Follows::Rest, Last::Closed) => Last::Closed,
+                    _ => Last::Broken,
+                };
             }
         }
     }
@@ -214,33 +231,63 @@ impl Recovery<'_> {
     }
 }
 
-/// Whether a piece that fails right after a broken one is only the rest of it: it fails at its
-/// very first token (a stray `}` or the statements of a body whose `{` is missing), and does
-/// not start like a declaration of its own (`mesage Name {`, with a mistyped keyword).
-fn continues_broken(text: &str, piece: &Range<usize>, error_at: usize) -> bool {
-    let mut tokens = Lexer::new(text, piece.clone());
-    let Some(first) = tokens.next() else {
-        return false;
+/// How a piece that fails right after a broken one relates to it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Follows {
+    /// An error of its own.
+    Apart,
+    /// The rest of the broken declaration: the piece fails at its very first token (the
+    /// statements of a body whose `{` is missing) and does not start like a declaration of its
+    /// own (`mesage Name {`, with a mistyped keyword).
+    Rest,
+    /// A stray `}` that ends the rest of the broken declaration: what follows it is judged on
+    /// its own again.
+    End,
+}
+
+/// How the piece before the current one ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Last {
+    /// It parsed.
+    Parsed,
+    /// It did not parse.
+    Broken,
+    /// It was the stray `}` that ends a broken declaration: only a stray `;` may follow as its
+    /// rest (`};`).
+    Closed,
+}
+
+/// Whether a piece that fails at `error_at` starts like a statement of a body (a field, an
+/// enum value, a method): with a name that fails at once, and not like a declaration.
+fn body_statement(text: &str, piece: &Range<usize>, error_at: usize) -> bool {
+    let first = Lexer::new(text, piece.clone()).next();
+    matches!(first, Some(Token { kind: Tok::Word(_), start, .. }) if start == error_at)
+        && follows(text, piece, error_at, Last::Broken) == Follows::Rest
+}
+
+/// How a piece that fails at `error_at` relates to the piece before it, which ended `last`.
+fn follows(text: &str, piece: &Range<usize>, error_at: usize, last: Last) -> Follows {
+    let mut tokens = Lexer::new(text, piece.clone()).map(|t| (t.kind, t.start));
+    let Some((first, _)) = tokens.next().filter(|&(_, at)| at == error_at) else {
+        // Not failing at its first token: an error of its own.
+        return Follows::Apart;
     };
-    if first.start != error_at {
-        return false;
+    match (last, first) {
+        (Last::Parsed, _) => Follows::Apart,
+        (Last::Closed, Tok::Punct(b';')) => Follows::Rest,
+        (Last::Closed, _) => Follows::Apart,
+        (Last::Broken, Tok::Punct(b'}')) => Follows::End,
+        (Last::Broken, Tok::Word(_)) => {
+            let declaration = matches!(tokens.next(), Some((Tok::Word(_), _)))
+                && matches!(tokens.next(), Some((Tok::Punct(b'{'), _)));
+            if declaration {
+                Follows::Apart
+            } else {
+                Follows::Rest
+            }
+        }
+        (Last::Broken, _) => Follows::Rest,
     }
-    let declaration = matches!(first.kind, Tok::Word(_))
-        && matches!(
-            tokens.next(),
-            Some(Token {
-                kind: Tok::Word(_),
-                ..
-            })
-        )
-        && matches!(
-            tokens.next(),
-            Some(Token {
-                kind: Tok::Punct(b'{'),
-                ..
-            })
-        );
-    !declaration
 }
 
 impl Damage {
@@ -534,6 +581,22 @@ mod tests {
         assert_eq!(parsed.errors[0].message, "expected `{`, found `int32`");
         assert_eq!(declared(&parsed), ["B"]);
         assert_eq!(names(&parsed), ["A"]);
+    }
+
+    #[test]
+    fn what_follows_the_stray_brace_of_a_broken_declaration_is_judged_on_its_own() {
+        // The `}` closes the body that lost its `{`; the line after it is an error of its own.
+        let text = "package p;\nmessage A\n  int32 x = 1;\n}\nthis is garbage;\nmessage B {}\n";
+        let parsed = recovered(text);
+        let messages: Vec<&str> = parsed.errors.iter().map(|e| e.message.as_str()).collect();
+        assert_eq!(
+            messages,
+            [
+                "expected `{`, found `int32`",
+                "expected `package`, `import`, `message`, `enum` or `service`, found `this`"
+            ]
+        );
+        assert_eq!(declared(&parsed), ["B"]);
     }
 
     #[test]
