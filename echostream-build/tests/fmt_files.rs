@@ -105,7 +105,10 @@ fn fmt_reports_a_file_that_is_not_utf8_at_its_first_bad_byte() {
     let bytes = b"package chat.v1;\n\n// caf\xE9\nmessage Ping{}\n";
     let path = dir.join("latin1.echo");
     std::fs::write(&path, bytes).unwrap();
-    for args in [&["fmt", "latin1.echo"][..], &["fmt", "--check", "latin1.echo"]] {
+    for args in [
+        &["fmt", "latin1.echo"][..],
+        &["fmt", "--check", "latin1.echo"],
+    ] {
         let out = echoc(&dir, args);
         assert_eq!(out.status.code(), Some(1));
         let err = stderr(&out);
