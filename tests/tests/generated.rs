@@ -111,7 +111,7 @@ fn method_constants_carry_names_and_schema_options() {
         "jitter_ms = 0 plays on arrival"
     );
     let tuned = options::v1::tuned::BOUNDED;
-    assert_eq!(tuned.timeout(), Some(Duration::from_millis(u64::MAX)));
+    assert_eq!(tuned.timeout(), Some(Duration::from_millis(2_147_483_647)));
     assert!(options::v1::tuned::OLD.deprecated());
     assert!(options::v1::tuned::NOTIFY.deprecated());
     assert!(!options::v1::tuned::PLAIN.deprecated());

@@ -351,7 +351,7 @@ mod tests {
     #[test]
     fn header_and_every_kind_of_member() {
         let d = export_one(
-            "/// Pkg.\npackage p.v1;\nenum E {\n  E_ZERO = 0;\n}\n/// M doc.\nmessage M {\n  map<string, E> by_name = 1;\n  oneof o {\n    M child = 2;\n  }\n  repeated sint32 v = 3 [packed = false];\n}\nservice S {\n  rpc get(M) returns (M) [timeout_ms = 18446744073709551615];\n  event tell(M);\n  stream feed(M) [delivery = datagram];\n}\n",
+            "/// Pkg.\npackage p.v1;\nenum E {\n  E_ZERO = 0;\n}\n/// M doc.\nmessage M {\n  map<string, E> by_name = 1;\n  oneof o {\n    M child = 2;\n  }\n  repeated sint32 v = 3 [packed = false];\n}\nservice S {\n  rpc get(M) returns (M) [timeout_ms = 2147483647];\n  event tell(M);\n  stream feed(M) [delivery = datagram];\n}\n",
         );
         assert_eq!(d["format"], "echostream.descriptor");
         assert_eq!(d["version"], 1);
@@ -379,7 +379,7 @@ mod tests {
         assert_eq!(methods[0]["output"], "p.v1.M");
         assert_eq!(
             methods[0]["options"],
-            json!({"timeout_ms": 18446744073709551615u64, "idempotent": false})
+            json!({"timeout_ms": 2147483647, "idempotent": false})
         );
         assert_eq!(methods[1]["kind"], "event");
         assert_eq!(methods[1]["output"], Value::Null);

@@ -78,9 +78,9 @@ pub mod tuned {
     pub const NAME: &str = "options.v1.Tuned";
     /// `rpc plain(options.v1.Sample) returns (options.v1.Sample)`
     pub const PLAIN: RpcMethod = RpcMethod::new("options.v1.Tuned/plain");
-    /// `rpc bounded(options.v1.Sample) returns (options.v1.Sample) [timeout_ms = 18446744073709551615]`
+    /// `rpc bounded(options.v1.Sample) returns (options.v1.Sample) [timeout_ms = 2147483647]`
     pub const BOUNDED: RpcMethod = RpcMethod::new("options.v1.Tuned/bounded")
-        .with_timeout_ms(18446744073709551615);
+        .with_timeout_ms(2147483647);
     /// `rpc safe(options.v1.Sample) returns (options.v1.Sample) [timeout_ms = 1, idempotent = true]`
     pub const SAFE: RpcMethod = RpcMethod::new("options.v1.Tuned/safe")
         .with_timeout_ms(1)
@@ -119,8 +119,8 @@ pub trait Tuned: ::core::marker::Send + ::core::marker::Sync + 'static {
         request: Sample,
     ) -> ::core::result::Result<Sample, ::echostream_runtime::Status>;
     /// Answers each call of
-    /// `rpc bounded(options.v1.Sample) returns (options.v1.Sample) [timeout_ms = 18446744073709551615]`;
-    /// an error status is the caller's error.
+    /// `rpc bounded(options.v1.Sample) returns (options.v1.Sample) [timeout_ms = 2147483647]`; an
+    /// error status is the caller's error.
     async fn bounded(
         &self,
         session: &::echostream_runtime::Session,
@@ -431,8 +431,8 @@ impl TunedClient {
         tuned::PLAIN.call(&self.session, request.borrow(), &options).await
     }
     /// Calls
-    /// `rpc bounded(options.v1.Sample) returns (options.v1.Sample) [timeout_ms = 18446744073709551615]`
-    /// on the peer, with a timeout of 18446744073709551615 ms.
+    /// `rpc bounded(options.v1.Sample) returns (options.v1.Sample) [timeout_ms = 2147483647]` on
+    /// the peer, with a timeout of 2147483647 ms.
     pub async fn bounded(
         &self,
         request: impl ::core::borrow::Borrow<Sample>,
@@ -441,9 +441,9 @@ impl TunedClient {
         tuned::BOUNDED.call(&self.session, request.borrow(), &options).await
     }
     /// Calls
-    /// `rpc bounded(options.v1.Sample) returns (options.v1.Sample) [timeout_ms = 18446744073709551615]`
-    /// on the peer with `options` instead of the schema's: [`tuned::BOUNDED`]`.call_options()`
-    /// are the schema's, to start from.
+    /// `rpc bounded(options.v1.Sample) returns (options.v1.Sample) [timeout_ms = 2147483647]` on
+    /// the peer with `options` instead of the schema's: [`tuned::BOUNDED`]`.call_options()` are
+    /// the schema's, to start from.
     pub async fn bounded_with(
         &self,
         request: impl ::core::borrow::Borrow<Sample>,
