@@ -243,6 +243,36 @@ fn help_texts_describe_every_command_and_option() {
     for needle in ["--check", "<FILE>...", "canonical layout", "Exit status"] {
         assert!(fmt.contains(needle), "`{needle}` missing from:\n{fmt}");
     }
+    let generate = stdout(&echoc(&dir, &["gen", "--help"]));
+    for needle in [
+        "-I, --include <DIR>",
+        "--out <DIR>",
+        "--no-server",
+        "--no-client",
+        "<FILE>...",
+        "byte for byte",
+        "echostream-include.rs",
+        "Exit status",
+    ] {
+        assert!(
+            generate.contains(needle),
+            "`{needle}` missing from:\n{generate}"
+        );
+    }
+    let export = stdout(&echoc(&dir, &["export", "--help"]));
+    for needle in [
+        "--proto <DIR>",
+        "--json <FILE>",
+        "-I, --include <DIR>",
+        "google.protobuf.Empty",
+        "echostream.descriptor",
+        "Exit status",
+    ] {
+        assert!(
+            export.contains(needle),
+            "`{needle}` missing from:\n{export}"
+        );
+    }
 }
 
 #[test]
@@ -251,4 +281,224 @@ fn usage_errors_exit_2() {
     assert_eq!(echoc(&dir, &["check"]).status.code(), Some(2));
     assert_eq!(echoc(&dir, &["fmt"]).status.code(), Some(2));
     assert_eq!(echoc(&dir, &["frobnicate"]).status.code(), Some(2));
+    assert_eq!(
+        echoc(&dir, &["gen", "x.echo"]).status.code(),
+        Some(2),
+        "no --out"
+    );
+    assert_eq!(
+        echoc(&dir, &["gen", "--out", "o"]).status.code(),
+        Some(2),
+        "no file"
+    );
+    let no_format = echoc(&dir, &["export", "x.echo"]);
+    assert_eq!(
+        no_format.status.code(),
+        Some(2),
+        "neither --proto nor --json"
+    );
+    assert!(
+        stderr(&no_format).contains("--proto <DIR>"),
+        "{}",
+        stderr(&no_format)
+    );
+}
+
+const SERVICE: &str = "/// Chat.\npackage chat.v1;\n\nmessage Ping {\n  uint64 id = 1;\n}\n\nservice Chat {\n  rpc ping(Ping) returns (Ping) [timeout_ms = 100];\n  event poke(Ping);\n}\n";
+
+fn names(dir: &Path) -> Vec<String> {
+    let mut names = Vec::new();
+    fn walk(root: &Path, dir: &Path, out: &mut Vec<String>) {
+        for entry in std::fs::read_dir(dir).expect("readable") {
+            let path = entry.expect("entry").path();
+            if path.is_dir() {
+                walk(root, &path, out);
+            } else {
+                out.push(path.strip_prefix(root).unwrap().display().to_string());
+            }
+        }
+    }
+    walk(dir, dir, &mut names);
+    names.sort();
+    names
+}
+
+#[test]
+fn gen_writes_the_generated_files_silently() {
+    let dir = scratch("gen_ok");
+    write(&dir, "schemas/chat.echo", SERVICE);
+    let out = echoc(
+        &dir,
+        &[
+            "gen",
+            "-I",
+            "schemas",
+            "--out",
+            "src/gen",
+            "schemas/chat.echo",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(stderr(&out), "");
+    assert_eq!(
+        names(&dir.join("src/gen")),
+        ["chat.v1.rs", "echostream-include.rs"]
+    );
+    let code = std::fs::read_to_string(dir.join("src/gen/chat.v1.rs")).unwrap();
+    assert!(code.contains("pub struct ChatServer<T>") && code.contains("pub struct ChatClient"));
+
+    let out = echoc(
+        &dir,
+        &["gen", "--no-client", "--out", "server", "schemas/chat.echo"],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let code = std::fs::read_to_string(dir.join("server/chat.v1.rs")).unwrap();
+    assert!(code.contains("pub struct ChatServer<T>") && !code.contains("ChatClient"));
+    let out = echoc(
+        &dir,
+        &["gen", "--no-server", "--out", "client", "schemas/chat.echo"],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let code = std::fs::read_to_string(dir.join("client/chat.v1.rs")).unwrap();
+    assert!(!code.contains("ChatServer") && code.contains("pub struct ChatClient"));
+}
+
+#[test]
+fn gen_reports_schema_errors_and_clashes_and_writes_nothing() {
+    let dir = scratch("gen_errors");
+    write(
+        &dir,
+        "bad.echo",
+        "package p;\nmessage M { Missing m = 1; }\n",
+    );
+    let out = echoc(&dir, &["gen", "--out", "out", "bad.echo"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(
+        err.starts_with("bad.echo:2:13: error: unknown type `Missing`\n"),
+        "{err}"
+    );
+    assert!(err.ends_with("1 error in 1 file checked\n"), "{err}");
+    assert!(!dir.join("out").exists());
+
+    write(
+        &dir,
+        "clash.echo",
+        "package p;\nmessage M {}\nservice S {\n  rpc new(M) returns (M);\n}\n",
+    );
+    let out = echoc(&dir, &["gen", "--out", "out", "clash.echo"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        stderr(&out),
+        "\
+clash.echo:4:7: error: method `new` and the client's own method `new` both become `new` in generated Rust code
+  --> clash.echo:4:7
+  |
+4 |   rpc new(M) returns (M);
+  |       ^^^ becomes `new`
+  |
+  = help: rename one of them
+
+1 error in 1 file checked
+"
+    );
+    assert!(!dir.join("out").exists());
+    // Without the client, the name is free.
+    let out = echoc(&dir, &["gen", "--no-client", "--out", "out", "clash.echo"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+}
+
+#[test]
+fn gen_reports_an_unwritable_output_directory() {
+    let dir = scratch("gen_unwritable");
+    write(&dir, "chat.echo", SERVICE);
+    write(&dir, "taken", "a file, not a directory");
+    let out = echoc(&dir, &["gen", "--out", "taken", "chat.echo"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).starts_with("error: cannot write taken: "),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn export_writes_proto_files_and_the_json_descriptor() {
+    let dir = scratch("export_ok");
+    write(&dir, "schemas/chat.echo", SERVICE);
+    let out = echoc(
+        &dir,
+        &[
+            "export",
+            "--proto",
+            "proto",
+            "--json",
+            "desc/chat.json",
+            "-I",
+            "schemas",
+            "schemas/chat.echo",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(stderr(&out), "");
+    assert_eq!(
+        names(&dir.join("proto")),
+        ["chat/v1/chat_v1.proto", "echostream/options.proto"]
+    );
+    let proto = std::fs::read_to_string(dir.join("proto/chat/v1/chat_v1.proto")).unwrap();
+    assert!(proto.contains("package chat.v1;"), "{proto}");
+    assert!(
+        proto.contains("  rpc poke(.chat.v1.Ping) returns (.google.protobuf.Empty) {"),
+        "{proto}"
+    );
+    let json = std::fs::read_to_string(dir.join("desc/chat.json")).unwrap();
+    assert!(json.starts_with("{\n  \"format\": \"echostream.descriptor\",\n  \"version\": 1,"));
+
+    let out = echoc(&dir, &["export", "--json", "-", "schemas/chat.echo"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(stdout(&out), json, "the same descriptor on standard output");
+}
+
+#[test]
+fn export_reports_errors() {
+    let dir = scratch("export_errors");
+    write(
+        &dir,
+        "bad.echo",
+        "package p;\nmessage M { Missing m = 1; }\n",
+    );
+    let out = echoc(&dir, &["export", "--json", "-", "bad.echo"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(stdout(&out), "");
+    assert!(stderr(&out).starts_with("bad.echo:2:13: error: unknown type `Missing`"));
+
+    // Packages that import one another cannot be one .proto file each.
+    write(
+        &dir,
+        "a1.echo",
+        "package a;\nimport \"b1.echo\";\nmessage A { b.B b = 1; }\n",
+    );
+    write(&dir, "b1.echo", "package b;\nmessage B {}\n");
+    write(
+        &dir,
+        "b2.echo",
+        "package b;\nimport \"a1.echo\";\nmessage C { a.A a = 1; }\n",
+    );
+    let out = echoc(&dir, &["export", "--proto", "proto", "a1.echo", "b2.echo"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(
+        err.starts_with("a1.echo:1:1: error: packages `a` and `b` refer to one another, which one .proto file per package cannot express\n"),
+        "{err}"
+    );
+    assert!(!dir.join("proto").exists(), "nothing is written");
+    // The JSON descriptor has no such limit.
+    let out = echoc(&dir, &["export", "--json", "-", "a1.echo", "b2.echo"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+
+    write(&dir, "ok.echo", SERVICE);
+    write(&dir, "taken", "a file");
+    let out = echoc(&dir, &["export", "--json", "taken/x.json", "ok.echo"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).starts_with("taken/x.json: error: cannot write file: "));
 }

@@ -63,11 +63,13 @@ pub struct Package {
 /// `import "path.echo";`
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Import {
+    /// A doc comment written before it; it documents nothing (the checker warns).
+    pub doc: Option<Doc>,
     /// The path between the quotes, escapes resolved.
     pub path: String,
     /// The string literal.
     pub path_span: Span,
-    /// The whole statement.
+    /// The whole statement, from `import` (without the doc comment).
     pub span: Span,
 }
 
@@ -180,11 +182,13 @@ pub struct Oneof {
 /// `reserved 1, 5 to 9, 20 to max, "name", other;`
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Reserved {
+    /// A doc comment written before it; it documents nothing (the checker warns).
+    pub doc: Option<Doc>,
     /// The reserved numbers and ranges.
     pub ranges: Vec<ReservedRange>,
     /// The reserved names.
     pub names: Vec<Ident>,
-    /// The whole statement.
+    /// The whole statement, from `reserved` (without the doc comment).
     pub span: Span,
 }
 

@@ -6,7 +6,7 @@ use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 
 use crate::ast::{self, LabelKw, MethodKw, RangeEnd};
 use crate::diagnostic::Diagnostic;
-use crate::loader::Loaded;
+use crate::loader::{Loaded, LoadedFile};
 use crate::model::{
     Delivery, Enum, EnumValue, Field, FieldOptions, FieldType, Import, Label, Message, Method,
     MethodKind, Oneof, ReservedRange, RpcOptions, Scalar, Schema, SchemaFile, Service,
@@ -14,6 +14,7 @@ use crate::model::{
 };
 use crate::naming;
 use crate::options::{self, Target};
+use crate::recover::Damage;
 use crate::resolve::{Lookup, SymbolKind, Symbols, qualify};
 use crate::source::{FileId, Span};
 
@@ -31,31 +32,54 @@ pub(crate) fn check(loaded: &Loaded) -> (Option<Schema>, Vec<Diagnostic>) {
     let mut packages: HashMap<FileId, (String, Span, String)> = HashMap::default();
     for file in &loaded.files {
         let Some(ast) = &file.ast else { continue };
-        packages.insert(file.id, package_of(file.id, ast, &mut diagnostics));
+        // A `package` statement lost to a syntax error is reported as that error.
+        let lost = file.damage.as_ref().is_some_and(|d| d.lost_package);
+        packages.insert(file.id, package_of(file.id, ast, lost, &mut diagnostics));
     }
 
     // Imported files first, so that a clash is reported in the file that imports.
     let order = dependency_order(loaded);
     let mut symbols = Symbols::default();
+    // The types of a file whose package is lost to a syntax error are in no known package:
+    // they are not declared, and the package-wide checks see the file on its own.
+    let lost_package = |f: &LoadedFile| f.damage.as_ref().is_some_and(|d| d.lost_package);
     for &id in &order {
-        if let Some(ast) = &loaded.file(id).ast {
+        let file = loaded.file(id);
+        if let Some(ast) = &file.ast
+            && !lost_package(file)
+        {
             symbols.declare_file(id, &packages[&id].0, ast, &mut diagnostics);
         }
     }
 
     let mut schema_files = Vec::new();
-    let mut package_types: HashMap<String, Vec<(&str, Span)>> = HashMap::default();
-    let mut package_enums: HashMap<String, Vec<EnumScope>> = HashMap::default();
+    // By package, or by file for a file whose package is lost.
+    type Scope = (String, Option<FileId>);
+    let mut package_types: HashMap<Scope, Vec<(&str, Span)>> = HashMap::default();
+    let mut package_enums: HashMap<Scope, Vec<EnumScope>> = HashMap::default();
     for file in &loaded.files {
         let Some(ast) = &file.ast else { continue };
         let (package, package_span, doc) = packages[&file.id].clone();
-        // A file whose imports are missing or broken cannot judge its own type references.
-        let complete = file
-            .imports
-            .iter()
-            .all(|i| i.is_some_and(|id| loaded.file(id).ast.is_some()));
+        let scope: Scope = (package.clone(), lost_package(file).then_some(file.id));
+        // A file cannot judge its own type references when an import is missing or cannot be
+        // read, or when a syntax error may have taken an import or a package name with it.
+        let complete = !file
+            .damage
+            .as_ref()
+            .is_some_and(|d| d.lost_import || d.lost_package)
+            && file.imports.iter().all(|i| {
+                i.is_some_and(|id| {
+                    let target = loaded.file(id);
+                    target.ast.is_some() && !lost_package(target)
+                })
+            });
         let mut visible = vec![file.id];
         visible.extend(file.imports.iter().flatten());
+        // What syntax errors in the file or in its imports may have declared.
+        let damage: Vec<&Damage> = visible
+            .iter()
+            .filter_map(|&id| loaded.file(id).damage.as_ref())
+            .collect();
         let mut checker = FileChecker {
             file: file.id,
             package: &package,
@@ -63,6 +87,7 @@ pub(crate) fn check(loaded: &Loaded) -> (Option<Schema>, Vec<Diagnostic>) {
             sources: &loaded.sources,
             visible: &visible,
             complete,
+            damage: &damage,
             used: HashSet::default(),
             diagnostics: &mut diagnostics,
             enum_scopes: Vec::new(),
@@ -74,26 +99,26 @@ pub(crate) fn check(loaded: &Loaded) -> (Option<Schema>, Vec<Diagnostic>) {
             match decl {
                 ast::Decl::Message(m) => {
                     package_types
-                        .entry(package.clone())
+                        .entry(scope.clone())
                         .or_default()
                         .push((&m.name.name, m.name.span));
                     messages.push(checker.message(&package, m));
                 }
                 ast::Decl::Enum(e) => {
                     package_types
-                        .entry(package.clone())
+                        .entry(scope.clone())
                         .or_default()
                         .push((&e.name.name, e.name.span));
                     let checked = checker.enumeration(&package, e);
                     package_enums
-                        .entry(package.clone())
+                        .entry(scope.clone())
                         .or_default()
                         .push(EnumScope::of(e));
                     enums.push(checked);
                 }
                 ast::Decl::Service(s) => {
                     package_types
-                        .entry(package.clone())
+                        .entry(scope.clone())
                         .or_default()
                         .push((&s.name.name, s.name.span));
                     services.push(checker.service(s));
@@ -137,13 +162,18 @@ pub(crate) fn check(loaded: &Loaded) -> (Option<Schema>, Vec<Diagnostic>) {
     )
 }
 
-/// The package of a file, its span and its doc; reports a missing or repeated `package`.
+/// The package of a file, its span and its doc; reports a missing or repeated `package`
+/// (unless it is `lost` to a syntax error).
 fn package_of(
     file: FileId,
     ast: &ast::File,
+    lost: bool,
     diagnostics: &mut Vec<Diagnostic>,
 ) -> (String, Span, String) {
     let Some(first) = ast.packages.first() else {
+        if lost {
+            return (String::new(), Span::new(file, 0, 0), String::new());
+        }
         diagnostics.push(
             Diagnostic::error(Span::new(file, 0, 0), "missing `package` declaration")
                 .with_label("every file declares its package")
@@ -168,7 +198,7 @@ fn package_of(
 
 /// The model's imports of a file; warns about duplicate and unused imports.
 fn check_imports(
-    file: &crate::loader::LoadedFile,
+    file: &LoadedFile,
     ast: &ast::File,
     loaded: &Loaded,
     used: &HashSet<FileId>,
@@ -176,7 +206,10 @@ fn check_imports(
     diagnostics: &mut Vec<Diagnostic>,
 ) -> Vec<Import> {
     let mut imports: Vec<Import> = Vec::new();
-    for (import, target) in ast.imports.iter().zip(&file.imports) {
+    for ((import, target), cyclic) in ast.imports.iter().zip(&file.imports).zip(&file.cyclic) {
+        if let Some(doc) = &import.doc {
+            diagnostics.push(unused_doc(doc, "import"));
+        }
         let Some(target) = *target else { continue };
         if let Some(first) = imports.iter().find(|i| i.file == target) {
             diagnostics.push(
@@ -187,7 +220,11 @@ fn check_imports(
             );
             continue;
         }
-        if complete && !used.contains(&target) {
+        // Uses may be hidden in text that did not parse, here or in the imported file; an
+        // import on a cycle is reported as the cycle.
+        let judged =
+            complete && !cyclic && file.damage.is_none() && loaded.file(target).damage.is_none();
+        if judged && !used.contains(&target) {
             diagnostics.push(
                 Diagnostic::warning(import.span, format!("unused import `{}`", import.path))
                     .with_label("nothing declared in this file is used")
@@ -201,6 +238,13 @@ fn check_imports(
         });
     }
     imports
+}
+
+/// The warning for a doc comment before a statement that cannot be documented.
+fn unused_doc(doc: &ast::Doc, keyword: &str) -> Diagnostic {
+    Diagnostic::warning(doc.span, "unused doc comment")
+        .with_label(format!("`{keyword}` cannot be documented"))
+        .with_help("only declarations keep doc comments; use `//` for a plain comment")
 }
 
 /// Files in an order where each comes after the files it imports (cycles broken).
@@ -323,8 +367,11 @@ struct FileChecker<'a> {
     symbols: &'a Symbols,
     sources: &'a crate::source::SourceMap,
     visible: &'a [FileId],
-    /// Whether every import of the file was found and parsed.
+    /// Whether every import of the file was found and read, and no syntax error may have
+    /// taken an import or the package name with it.
     complete: bool,
+    /// What syntax errors in the file and its imports may have declared.
+    damage: &'a [&'a Damage],
     /// The imported files a reference resolved into.
     used: HashSet<FileId>,
     diagnostics: &'a mut Vec<Diagnostic>,
@@ -702,6 +749,9 @@ impl FileChecker<'_> {
         max: i64,
         what: &str,
     ) -> (Vec<ReservedRange>, Vec<String>) {
+        if let Some(doc) = &r.doc {
+            self.diagnostics.push(unused_doc(doc, "reserved"));
+        }
         let mut ranges = Vec::new();
         for range in &r.ranges {
             let bound = |lit: &ast::IntLit| lit.value.and_then(|v| i64::try_from(v).ok());
@@ -789,14 +839,23 @@ impl FileChecker<'_> {
                 );
                 None
             }
-            Lookup::NotFound if !self.complete => None,
+            Lookup::NotFound
+                if !self.complete || self.damage.iter().any(|d| d.may_declare(&name.name)) =>
+            {
+                None
+            }
             Lookup::NotFound => {
                 let mut d = Diagnostic::error(name.span, format!("unknown type `{}`", name.name))
                     .with_label("not a message or enum in scope");
-                if let Some(s) = self
+                // A close name may be declared by text that did not parse.
+                let suggestion = self
                     .symbols
                     .suggest(scope, &name.name, self.visible, with_scalars)
-                {
+                    .or_else(|| {
+                        let close = self.damage.iter().filter_map(|d| d.suggest(&name.name));
+                        close.min().map(|(_, n)| n.to_string())
+                    });
+                if let Some(s) = suggestion {
                     d = d.with_help(format!("did you mean `{s}`?"));
                 }
                 self.error(d);

@@ -4,8 +4,8 @@
 //! every token and every comment comes out in the order it went in, and only the whitespace
 //! between them changes. The layout:
 //! - two spaces of indentation per `{ }` level; one statement per line; `{}` for empty bodies;
-//! - single spaces between tokens, none inside `( )`, `[ ]`, `< >`, before `;` and `,`, nor
-//!   between a method name and its `(`;
+//! - single spaces between tokens, none inside `( )`, `[ ]`, `< >`, before `;` and `,` (after
+//!   a `/* */` comment too), nor between a method name and its `(`;
 //! - a blank line between top-level declarations and between the `package`, `import` and
 //!   declaration groups; elsewhere a blank line is kept where the source had at least one
 //!   (never right after `{` or before `}`);
@@ -14,7 +14,10 @@
 //!   stay inside it;
 //! - trailing whitespace is removed; the file ends with one newline.
 //!
-//! Formatting is idempotent, and a formatted file checks to the same model as the original.
+//! Formatting is idempotent, and a formatted file checks to the same model as the original;
+//! [`format_source`] makes sure that it changed nothing but whitespace.
+
+use std::borrow::Cow;
 
 use pest::Parser as _;
 
@@ -23,10 +26,24 @@ use crate::parser::{self, EchoParser, Rule};
 use crate::source::FileId;
 
 /// Formats one file. Fails with the syntax error if the text does not parse.
+///
+/// The result is checked to hold the same tokens and comments as `text`, in the same order:
+/// should a bug in the formatter ever change more than whitespace, this fails with an
+/// internal error instead of returning text that would cost the user theirs.
 pub fn format_source(file: FileId, text: &str) -> Result<String, Box<Diagnostic>> {
     parser::parse(file, text)?;
-    let tokens = tokenize(text);
-    Ok(Printer::default().run(&tokens))
+    let internal = |what: &str| {
+        Box::new(Diagnostic::file_error(
+            file,
+            format!("internal error: {what}; the file is left as it is (please report this)"),
+        ))
+    };
+    let tokens = tokenize(text).ok_or_else(|| internal("the formatter cannot read the tokens"))?;
+    let formatted = Printer::default().run(&tokens);
+    match tokenize(&formatted) {
+        Some(out) if same_tokens(&tokens, &out) => Ok(formatted),
+        _ => Err(internal("formatting would change more than whitespace")),
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -45,11 +62,10 @@ struct Token<'a> {
     newlines_before: usize,
 }
 
-fn tokenize(text: &str) -> Vec<Token<'_>> {
-    let Ok(mut pairs) = EchoParser::parse(Rule::tokens, text) else {
-        // Unreachable for text that parsed as a file: every character of it is some token.
-        return Vec::new();
-    };
+/// The tokens and comments of `text`; `None` if the token grammar fails (it cannot: any
+/// character is a token).
+fn tokenize(text: &str) -> Option<Vec<Token<'_>>> {
+    let mut pairs = EchoParser::parse(Rule::tokens, text).ok()?;
     let root = pairs.next().map(|p| p.into_inner());
     let mut tokens = Vec::new();
     let mut last_end = 0;
@@ -70,7 +86,23 @@ fn tokenize(text: &str) -> Vec<Token<'_>> {
             newlines_before,
         });
     }
-    tokens
+    Some(tokens)
+}
+
+/// Whether two token lists are the same but for what the layout may change: the line breaks
+/// of block comments and the trailing blanks of line comments.
+fn same_tokens(a: &[Token<'_>], b: &[Token<'_>]) -> bool {
+    fn text<'a>(t: &Token<'a>) -> Cow<'a, str> {
+        match t.kind {
+            Kind::Code => Cow::Borrowed(t.text),
+            Kind::Doc | Kind::LineComment => Cow::Borrowed(t.text.trim_end()),
+            Kind::BlockComment => Cow::Owned(t.text.replace("\r\n", "\n")),
+        }
+    }
+    a.len() == b.len()
+        && a.iter()
+            .zip(b)
+            .all(|(x, y)| x.kind == y.kind && text(x) == text(y))
 }
 
 /// The kind of a top-level statement, for the blank lines between them.
@@ -240,7 +272,12 @@ impl Printer {
         }
         if self.line_is_empty() {
             self.start_line(tokens, index);
-        } else if self.after_block_comment || self.space_before(text) {
+        } else if self.after_block_comment {
+            // `2 /* c */;`: punctuation that closes stays against the comment.
+            if !matches!(text, ";" | "," | ")" | "]" | ">") {
+                self.out.push(' ');
+            }
+        } else if self.space_before(text) {
             self.out.push(' ');
         }
         self.after_block_comment = false;
@@ -296,5 +333,52 @@ fn top_kind(tokens: &[Token<'_>], index: usize) -> TopKind {
         Some(t) if t.text == "package" => TopKind::Package,
         Some(t) if t.text == "import" => TopKind::Import,
         _ => TopKind::Declaration,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tokens(text: &str) -> Vec<Token<'_>> {
+        tokenize(text).expect("any text is tokens")
+    }
+
+    #[test]
+    fn any_text_is_tokens() {
+        for text in [
+            "",
+            "\u{FEFF}",
+            "é \0 \u{7f}",
+            "/* open",
+            "\"open",
+            "///",
+            "a.b.c -1 0x",
+        ] {
+            let found = tokens(text);
+            let joined: String = found.iter().map(|t| t.text).collect();
+            assert_eq!(
+                joined,
+                text.trim_start_matches('\u{FEFF}')
+                    .replace(char::is_whitespace, "")
+            );
+        }
+    }
+
+    #[test]
+    fn only_whitespace_may_change() {
+        let original = "message A { // c\r\n  int32 a = 1; /* b\r\n */\r\n}\r\n";
+        let good = "message A { // c\n  int32 a = 1; /* b\n */\n}\n";
+        assert!(same_tokens(&tokens(original), &tokens(good)));
+        for bad in [
+            "",
+            "message A { int32 a = 1; /* b\n */\n}\n",
+            "message A { // c\n  int32 a = 1;\n}\n",
+            "message A { // c\n  int32a = 1; /* b\n */\n}\n",
+            "message A { // c\n  int32 a = 1; /* b */\n}\n",
+            "message A { // c\n  int32 b = 1; /* b\n */\n}\n",
+        ] {
+            assert!(!same_tokens(&tokens(original), &tokens(bad)), "{bad:?}");
+        }
     }
 }

@@ -28,6 +28,7 @@ pub mod model;
 pub mod naming;
 mod options;
 mod parser;
+mod recover;
 mod resolve;
 mod source;
 
@@ -38,6 +39,7 @@ pub use diagnostic::{Diagnostic, Note, Severity, render_all};
 pub use format::format_source;
 pub use loader::{FileSystem, MemoryFs, RealFs};
 pub use model::Schema;
+pub use options::MAX_TIMEOUT_MS;
 pub use parser::{MAX_NESTING, parse};
 pub use source::{FileId, LineCol, SourceFile, SourceMap, Span};
 

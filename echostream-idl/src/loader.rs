@@ -11,7 +11,7 @@ use std::path::{Component, Path, PathBuf};
 
 use crate::ast;
 use crate::diagnostic::Diagnostic;
-use crate::parser;
+use crate::recover::{self, Damage};
 use crate::source::{FileId, SourceMap};
 
 /// Where schema files come from: the real file system, or memory (tests, tools that hold the
@@ -91,10 +91,15 @@ fn normalize(path: &Path) -> PathBuf {
 pub(crate) struct LoadedFile {
     pub id: FileId,
     pub is_root: bool,
-    /// `None` when the file could not be read or did not parse.
+    /// `None` when the file could not be read; with a syntax error, the declarations that
+    /// parsed (see [`recover`]).
     pub ast: Option<ast::File>,
+    /// What the text that did not parse may have declared; `None` when all of it parsed.
+    pub damage: Option<Damage>,
     /// For each `import` of the AST, the file it names (if found).
     pub imports: Vec<Option<FileId>>,
+    /// For each `import` of the AST, whether it is part of an import cycle.
+    pub cyclic: Vec<bool>,
 }
 
 /// Everything read for one compilation.
@@ -153,6 +158,7 @@ pub(crate) fn load(fs: &dyn FileSystem, roots: &[PathBuf], include_dirs: &[PathB
         loader.resolve_imports(id);
     }
     loader.report_cycles();
+    loader.mark_cyclic_imports();
     loader.loaded
 }
 
@@ -183,35 +189,35 @@ impl Loader<'_> {
         if let Some(&id) = self.by_identity.get(&identity) {
             return id;
         }
-        let (text, problem) = match self.fs.read(path) {
-            Ok(bytes) => match String::from_utf8(bytes) {
-                Ok(text) => (text, None),
-                Err(_) => (String::new(), Some("file is not valid UTF-8".to_string())),
-            },
-            Err(e) => (String::new(), Some(format!("cannot read file: {e}"))),
-        };
-        let id = self.loaded.sources.add(name, path, text);
-        self.by_identity.insert(identity, id);
-        let ast = match problem {
-            Some(message) => {
-                self.loaded
-                    .diagnostics
-                    .push(Diagnostic::file_error(id, message));
-                None
+        let (id, problem) = match self.fs.read(path) {
+            Ok(bytes) => self.loaded.sources.add_bytes(name, path, bytes),
+            Err(e) => {
+                let id = self.loaded.sources.add(name, path, String::new());
+                (
+                    id,
+                    Some(Diagnostic::file_error(id, format!("cannot read file: {e}"))),
+                )
             }
-            None => match parser::parse(id, self.loaded.sources.file(id).text()) {
-                Ok(ast) => Some(ast),
-                Err(d) => {
-                    self.loaded.diagnostics.push(*d);
-                    None
-                }
-            },
+        };
+        self.by_identity.insert(identity, id);
+        let (ast, damage) = match problem {
+            Some(diagnostic) => {
+                self.loaded.diagnostics.push(diagnostic);
+                (None, None)
+            }
+            None => {
+                let parsed = recover::parse_file(id, self.loaded.sources.file(id).text());
+                self.loaded.diagnostics.extend(parsed.errors);
+                (Some(parsed.ast), parsed.damage)
+            }
         };
         self.loaded.files.push(LoadedFile {
             id,
             is_root: false,
             ast,
+            damage,
             imports: Vec::new(),
+            cyclic: Vec::new(),
         });
         id
     }
@@ -340,6 +346,37 @@ impl Loader<'_> {
                 .with_label("this import closes the cycle")
                 .with_help("move the shared declarations into a file that both can import"),
             );
+        }
+    }
+
+    /// Marks the imports that lie on an import cycle: those whose file can reach the importing
+    /// file again. The cycle is reported as an error; such an import is not also "unused".
+    fn mark_cyclic_imports(&mut self) {
+        let files = &self.loaded.files;
+        let reaches = |from: FileId, to: FileId| {
+            let mut seen = vec![false; files.len()];
+            let mut stack = vec![from];
+            while let Some(id) = stack.pop() {
+                if id == to {
+                    return true;
+                }
+                if !std::mem::replace(&mut seen[id.index()], true) {
+                    stack.extend(files[id.index()].imports.iter().flatten());
+                }
+            }
+            false
+        };
+        let cyclic: Vec<Vec<bool>> = files
+            .iter()
+            .map(|f| {
+                f.imports
+                    .iter()
+                    .map(|target| target.is_some_and(|t| reaches(t, f.id)))
+                    .collect()
+            })
+            .collect();
+        for (file, cyclic) in self.loaded.files.iter_mut().zip(cyclic) {
+            file.cyclic = cyclic;
         }
     }
 }

@@ -435,8 +435,8 @@ impl MethodKind {
 /// Options of an `rpc`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct RpcOptions {
-    /// `timeout_ms = N` (N ≥ 1): the caller gives up after N milliseconds. `None`: no
-    /// timeout set by the schema.
+    /// `timeout_ms = N` (N in `1..=`[`MAX_TIMEOUT_MS`](crate::MAX_TIMEOUT_MS)): the caller
+    /// gives up after N milliseconds. `None`: no timeout set by the schema.
     pub timeout_ms: Option<u64>,
     /// `idempotent = true`: calling twice has the effect of calling once, so the call may be
     /// sent as 0-RTT data and retried. Default `false`.
@@ -462,8 +462,10 @@ pub struct StreamOptions {
     /// Playout delay of the receiver's jitter buffer, in milliseconds (`0..=10000`). `0`
     /// (default): frames are handed over as they arrive, in sequence order.
     pub jitter_ms: u32,
-    /// The largest encoded frame, in bytes (`1..=16777216`); larger frames are refused by the
+    /// The largest frame, in bytes of data (`1..=16777216`); larger frames are refused by the
     /// sender and rejected by the receiver. Default [`StreamOptions::DEFAULT_MAX_FRAME_BYTES`].
+    /// A frame must also fit the receiving peer's maximum frame size (a runtime setting, 4 MiB
+    /// by default), less the frame's other fields; docs/idl.md says more.
     pub max_frame_bytes: u32,
 }
 

@@ -55,7 +55,14 @@ struct OptionDef {
     name: &'static str,
     targets: &'static [Target],
     ty: ValueType,
+    /// Said after the allowed range when a value is outside it.
+    why: Option<&'static str>,
 }
+
+/// The largest `timeout_ms`: 2^31 − 1 ms (about 24.8 days), the longest deadline every
+/// runtime's timers hold (a signed 32-bit count of milliseconds, as in JavaScript and Java);
+/// a longer one means no deadline, which is written by leaving the option out.
+pub const MAX_TIMEOUT_MS: u64 = i32::MAX as u64;
 
 /// Every option of the language.
 const OPTIONS: &[OptionDef] = &[
@@ -63,29 +70,34 @@ const OPTIONS: &[OptionDef] = &[
         name: "deprecated",
         targets: &[Target::Field, Target::Rpc, Target::Event, Target::Stream],
         ty: ValueType::Bool,
+        why: None,
     },
     OptionDef {
         name: "packed",
         targets: &[Target::Field],
         ty: ValueType::Bool,
+        why: None,
     },
     OptionDef {
         name: "timeout_ms",
         targets: &[Target::Rpc],
         ty: ValueType::UInt {
             min: 1,
-            max: u64::MAX,
+            max: MAX_TIMEOUT_MS,
         },
+        why: Some("about 24.8 days; leave the option out for no timeout"),
     },
     OptionDef {
         name: "idempotent",
         targets: &[Target::Rpc],
         ty: ValueType::Bool,
+        why: None,
     },
     OptionDef {
         name: "delivery",
         targets: &[Target::Stream],
         ty: ValueType::Word(&["datagram", "reliable"]),
+        why: None,
     },
     OptionDef {
         name: "jitter_ms",
@@ -94,6 +106,7 @@ const OPTIONS: &[OptionDef] = &[
             min: 0,
             max: 10_000,
         },
+        why: None,
     },
     OptionDef {
         name: "max_frame_bytes",
@@ -102,6 +115,7 @@ const OPTIONS: &[OptionDef] = &[
             min: 1,
             max: 16 * 1024 * 1024,
         },
+        why: None,
     },
 ];
 
@@ -226,33 +240,19 @@ pub(crate) fn check(
                 )
                 .with_label(format!("expected {}", def.ty.describe())),
             ),
-            Err(TypeError::TooLarge) => diagnostics.push(
-                Diagnostic::error(
-                    setting.value.span,
-                    format!("the value of option `{name}` is too large"),
-                )
-                .with_label("does not fit in 64 bits"),
-            ),
+            Err(TypeError::TooLarge) => {
+                let (label, help) = out_of_range(def, name);
+                diagnostics.push(
+                    Diagnostic::error(
+                        setting.value.span,
+                        format!("the value of option `{name}` is too large"),
+                    )
+                    .with_label(label)
+                    .with_help(help),
+                );
+            }
             Err(TypeError::Range(found)) => {
-                let (label, help) = match def.ty {
-                    ValueType::UInt { min, max } if max == u64::MAX => (
-                        format!("must be at least {min}"),
-                        format!("`{name}` is an integer of at least {min}"),
-                    ),
-                    ValueType::UInt { min, max } => (
-                        format!("must be between {min} and {max}"),
-                        format!("`{name}` is an integer from {min} to {max}"),
-                    ),
-                    ValueType::Word(words) => {
-                        let words: Vec<String> = words.iter().map(|w| format!("`{w}`")).collect();
-                        let words: Vec<&str> = words.iter().map(String::as_str).collect();
-                        (
-                            format!("expected {}", or_list(&words)),
-                            format!("`{name}` is {}", or_list(&words)),
-                        )
-                    }
-                    ValueType::Bool => (String::new(), String::new()),
-                };
+                let (label, help) = out_of_range(def, name);
                 diagnostics.push(
                     Diagnostic::error(
                         setting.value.span,
@@ -265,6 +265,29 @@ pub(crate) fn check(
         }
     }
     checked
+}
+
+/// The label and help of a value outside what option `name` allows.
+fn out_of_range(def: &OptionDef, name: &str) -> (String, String) {
+    let (label, mut help) = match def.ty {
+        ValueType::UInt { min, max } => (
+            format!("must be between {min} and {max}"),
+            format!("`{name}` is an integer from {min} to {max}"),
+        ),
+        ValueType::Word(words) => {
+            let words: Vec<String> = words.iter().map(|w| format!("`{w}`")).collect();
+            let words: Vec<&str> = words.iter().map(String::as_str).collect();
+            (
+                format!("expected {}", or_list(&words)),
+                format!("`{name}` is {}", or_list(&words)),
+            )
+        }
+        ValueType::Bool => (String::new(), String::new()),
+    };
+    if let Some(why) = def.why {
+        help = format!("{help} ({why})");
+    }
+    (label, help)
 }
 
 enum TypeError {

@@ -36,21 +36,51 @@ const PARALLEL_THRESHOLD: usize = 256 * 1024;
 /// order, so the result is exactly that of one sequential parse. If any piece fails, the whole
 /// file is parsed again sequentially, so a syntax error is reported exactly as it would be
 /// without the split.
+///
+/// Checking a file ([`compile`](crate::compile)) goes further on a syntax error: it reports the
+/// first error of every top-level declaration that does not parse and checks the others.
 pub fn parse(file: FileId, text: &str) -> Result<File, Box<Diagnostic>> {
-    let boundaries = scan(file, text)?;
-    let threads = std::thread::available_parallelism().map_or(1, usize::from);
-    if text.len() >= PARALLEL_THRESHOLD
-        && threads > 1
-        && let Some(parsed) = parse_in_pieces(file, text, &boundaries, threads.min(8))
-    {
-        return Ok(parsed);
+    let scanned = scan(text);
+    if let Some(&at) = scanned.too_deep.first() {
+        return Err(Box::new(too_deep(file, at)));
+    }
+    parse_whole(file, text, &scanned.boundaries)
+        .map_err(|e| Box::new(syntax_error(file, text, 0, &e)))
+}
+
+/// Parses the whole of `text`, in runs of declarations on several threads when it is large;
+/// on failure, the error of one sequential parse.
+pub(crate) fn parse_whole(
+    file: FileId,
+    text: &str,
+    boundaries: &[usize],
+) -> Result<File, pest::error::Error<Rule>> {
+    if let Some(chunks) = parse_chunks(file, text, boundaries) {
+        let mut whole = File {
+            packages: Vec::new(),
+            imports: Vec::new(),
+            decls: Vec::new(),
+        };
+        let mut complete = true;
+        for chunk in chunks {
+            match chunk.parsed {
+                Some(part) => {
+                    whole.packages.extend(part.packages);
+                    whole.imports.extend(part.imports);
+                    whole.decls.extend(part.decls);
+                }
+                None => complete = false,
+            }
+        }
+        if complete {
+            return Ok(whole);
+        }
     }
     parse_piece(file, text, 0, text.len(), Rule::file)
-        .map_err(|e| Box::new(syntax_error(file, text, &e)))
 }
 
 /// Parses `text[start..end]` with `rule`; spans in the tree are offsets into the whole `text`.
-fn parse_piece(
+pub(crate) fn parse_piece(
     file: FileId,
     text: &str,
     start: usize,
@@ -62,10 +92,35 @@ fn parse_piece(
     Ok(Builder { file, base: start }.file(root))
 }
 
-/// Splits `text` into about `pieces` ranges at `boundaries` and parses them on scoped threads.
-/// `None` when a piece fails to parse (the caller then parses sequentially for the error).
-fn parse_in_pieces(file: FileId, text: &str, boundaries: &[usize], pieces: usize) -> Option<File> {
-    let target = text.len() / pieces;
+/// A run of top-level declarations of a file, parsed as one.
+pub(crate) struct Chunk {
+    /// Where it is in the file; it starts and ends at declaration boundaries.
+    pub range: std::ops::Range<usize>,
+    /// Its declarations; `None` if it does not parse.
+    pub parsed: Option<File>,
+}
+
+/// For a large file on a machine with several cores: cuts `text` at `boundaries` into one run
+/// of declarations per thread (at most 8) and parses the runs on scoped threads. Joined in
+/// order, the runs' trees are exactly that of one sequential parse. `None` for a small file or
+/// a single core, where threads cost more than they save.
+pub(crate) fn parse_chunks(file: FileId, text: &str, boundaries: &[usize]) -> Option<Vec<Chunk>> {
+    let threads = std::thread::available_parallelism().map_or(1, usize::from);
+    if text.len() < PARALLEL_THRESHOLD || threads < 2 {
+        return None;
+    }
+    parse_in_chunks(file, text, boundaries, threads.min(8))
+}
+
+/// Cuts `text` at `boundaries` into about `chunks` runs and parses them on scoped threads;
+/// `None` if it does not make two runs.
+fn parse_in_chunks(
+    file: FileId,
+    text: &str,
+    boundaries: &[usize],
+    chunks: usize,
+) -> Option<Vec<Chunk>> {
+    let target = text.len() / chunks;
     let mut cuts = vec![0];
     for &b in boundaries {
         if b - cuts[cuts.len() - 1] >= target && text.len() - b >= target / 2 {
@@ -76,7 +131,7 @@ fn parse_in_pieces(file: FileId, text: &str, boundaries: &[usize], pieces: usize
     if cuts.len() < 3 {
         return None;
     }
-    let results: Vec<Option<File>> = std::thread::scope(|scope| {
+    Some(std::thread::scope(|scope| {
         let handles: Vec<_> = cuts
             .windows(2)
             .skip(1)
@@ -85,32 +140,37 @@ fn parse_in_pieces(file: FileId, text: &str, boundaries: &[usize], pieces: usize
                 scope.spawn(move || parse_piece(file, text, start, end, Rule::items).ok())
             })
             .collect();
-        // The first piece (which holds the byte-order mark and start of input) on this thread.
+        // The first run (which holds the byte-order mark and start of input) on this thread.
         let first = parse_piece(file, text, 0, cuts[1], Rule::file).ok();
         std::iter::once(first)
             .chain(handles.into_iter().map(|h| h.join().ok().flatten()))
+            .zip(cuts.windows(2))
+            .map(|(parsed, w)| Chunk {
+                range: w[0]..w[1],
+                parsed,
+            })
             .collect()
-    });
-    let mut whole = File {
-        packages: Vec::new(),
-        imports: Vec::new(),
-        decls: Vec::new(),
-    };
-    for piece in results {
-        let piece = piece?;
-        whole.packages.extend(piece.packages);
-        whole.imports.extend(piece.imports);
-        whole.decls.extend(piece.decls);
-    }
-    Some(whole)
+    }))
 }
 
-/// One lexical pass over the file: rejects `{` nested more than [`MAX_NESTING`] deep (before
-/// pest recurses into it) and returns the offsets just after each top-level declaration (a `}`
-/// or `;` at depth 0), where the file may be cut for parsing in pieces.
-fn scan(file: FileId, text: &str) -> Result<Vec<usize>, Box<Diagnostic>> {
+/// What one lexical pass over a file finds before pest parses it.
+pub(crate) struct Scan {
+    /// The offsets just after each top-level declaration (a `}` or `;` at depth 0), where the
+    /// file may be cut into pieces that parse on their own.
+    pub boundaries: Vec<usize>,
+    /// The offsets of the `{` that open blocks nested more than [`MAX_NESTING`] deep (the
+    /// first such `{` of each branch). pest must not parse the pieces that hold one.
+    pub too_deep: Vec<usize>,
+}
+
+/// One lexical pass over the file: finds the top-level declaration boundaries and the blocks
+/// nested too deeply for the recursive-descent parser and the checker.
+pub(crate) fn scan(text: &str) -> Scan {
     let bytes = text.as_bytes();
-    let mut boundaries = Vec::new();
+    let mut scanned = Scan {
+        boundaries: Vec::new(),
+        too_deep: Vec::new(),
+    };
     let mut depth = 0usize;
     let mut i = 0;
     while i < bytes.len() {
@@ -138,30 +198,31 @@ fn scan(file: FileId, text: &str) -> Result<Vec<usize>, Box<Diagnostic>> {
             }
             b'{' => {
                 depth += 1;
-                if depth > MAX_NESTING {
-                    return Err(Box::new(
-                        Diagnostic::error(
-                            Span::new(file, i, i + 1),
-                            format!(
-                                "declarations nest too deeply (more than {MAX_NESTING} levels)"
-                            ),
-                        )
-                        .with_label("this block is too deep"),
-                    ));
+                if depth == MAX_NESTING + 1 {
+                    scanned.too_deep.push(i);
                 }
             }
             b'}' => {
                 depth = depth.saturating_sub(1);
                 if depth == 0 {
-                    boundaries.push(i + 1);
+                    scanned.boundaries.push(i + 1);
                 }
             }
-            b';' if depth == 0 => boundaries.push(i + 1),
+            b';' if depth == 0 => scanned.boundaries.push(i + 1),
             _ => {}
         }
         i += 1;
     }
-    Ok(boundaries)
+    scanned
+}
+
+/// The error for a block nested too deeply, at its `{`.
+pub(crate) fn too_deep(file: FileId, at: usize) -> Diagnostic {
+    Diagnostic::error(
+        Span::new(file, at, at + 1),
+        format!("declarations nest too deeply (more than {MAX_NESTING} levels)"),
+    )
+    .with_label("this block is too deep")
 }
 
 /// Builds the AST from pest's tree. The grammar guarantees the shapes matched here.
@@ -241,16 +302,38 @@ impl Builder {
     }
 
     fn import(&self, pair: Pair<'_, Rule>) -> Import {
-        let span = self.span(&pair);
+        let (doc, span) = self.statement(&pair);
         let path = pair
             .into_inner()
             .find(|p| p.as_rule() == Rule::import_path)
             .expect("grammar: import has a path");
         Import {
+            doc,
             path: unquote(path.as_str()),
             path_span: self.span(&path),
             span,
         }
+    }
+
+    /// The doc comment of a statement that cannot be documented, and the statement's span
+    /// without it.
+    fn statement(&self, pair: &Pair<'_, Rule>) -> (Option<Doc>, Span) {
+        let mut span = self.span(pair);
+        let doc = pair
+            .clone()
+            .into_inner()
+            .next()
+            .filter(|p| p.as_rule() == Rule::doc)
+            .map(|d| self.doc(&d));
+        if doc.is_some() {
+            let keyword = pair
+                .clone()
+                .into_inner()
+                .find(|p| matches!(p.as_rule(), Rule::kw_import | Rule::kw_reserved))
+                .expect("grammar: a statement starts with its keyword");
+            span.start = self.span(&keyword).start;
+        }
+        (doc, span)
     }
 
     fn message(&self, pair: Pair<'_, Rule>) -> Message {
@@ -353,7 +436,7 @@ impl Builder {
     }
 
     fn reserved(&self, pair: Pair<'_, Rule>) -> Reserved {
-        let span = self.span(&pair);
+        let (doc, span) = self.statement(&pair);
         let mut ranges = Vec::new();
         let mut names = Vec::new();
         for p in pair.into_inner() {
@@ -392,6 +475,7 @@ impl Builder {
             }
         }
         Reserved {
+            doc,
             ranges,
             names,
             span,
@@ -677,13 +761,15 @@ fn found_token(text: &str, pos: usize) -> (String, usize) {
         return (format!("`{}`", &rest[..len]), len);
     }
     if first == '"' {
-        let len = rest[1..]
-            .find(['"', '\n'])
-            .map_or(rest.len(), |i| i + 2)
-            .min(rest.len());
+        // Up to the closing quote, or to the end of the line for an unterminated string.
+        let len = match rest[1..].find(['"', '\n']) {
+            Some(i) if rest.as_bytes()[1 + i] == b'"' => i + 2,
+            Some(i) => rest[..1 + i].trim_end().len(),
+            None => rest.len(),
+        };
         let shown = &rest[..len];
         return if shown.chars().count() <= 40 {
-            (format!("`{}`", shown.trim_end()), len)
+            (format!("`{shown}`"), len)
         } else {
             ("a string".to_string(), len)
         };
@@ -691,13 +777,24 @@ fn found_token(text: &str, pos: usize) -> (String, usize) {
     (format!("`{first}`"), first.len_utf8())
 }
 
-/// Turns pest's failure into a syntax error that names what was expected in plain words.
-fn syntax_error(file: FileId, text: &str, error: &pest::error::Error<Rule>) -> Diagnostic {
+/// Where pest failed to parse the piece of `text` that starts at `base`, as an offset in `text`.
+pub(crate) fn error_offset(text: &str, base: usize, error: &pest::error::Error<Rule>) -> usize {
     let pos = match error.location {
         pest::error::InputLocation::Pos(p) => p,
         pest::error::InputLocation::Span((start, _)) => start,
     };
-    let pos = pos.min(text.len());
+    (base + pos).min(text.len())
+}
+
+/// Turns pest's failure to parse the piece of `text` that starts at `base` into a syntax error
+/// that names what was expected in plain words.
+pub(crate) fn syntax_error(
+    file: FileId,
+    text: &str,
+    base: usize,
+    error: &pest::error::Error<Rule>,
+) -> Diagnostic {
+    let pos = error_offset(text, base, error);
     let rest = &text[pos..];
     let (found, len) = found_token(text, pos);
     let span = Span::new(file, pos, pos + len);
@@ -712,10 +809,26 @@ fn syntax_error(file: FileId, text: &str, error: &pest::error::Error<Rule>) -> D
             .with_label("this string is never closed")
             .with_help("strings end with `\"` on the same line");
     }
+    if let Some(d) = nested_collection(file, text, pos) {
+        return d;
+    }
 
     let mut expected: Vec<&'static str> = Vec::new();
     if let pest::error::ErrorVariant::ParsingError { positives, .. } = &error.variant {
-        for rule in positives {
+        // pest names the whole rule when it fails at its first character: at the start of a
+        // file (or of a piece of one), that means a top-level declaration.
+        let top_level = [
+            Rule::package_decl,
+            Rule::import_decl,
+            Rule::message_decl,
+            Rule::enum_decl,
+            Rule::service_decl,
+        ];
+        let rules = positives.iter().flat_map(|rule| match rule {
+            Rule::file | Rule::items => top_level.as_slice(),
+            rule => std::slice::from_ref(rule),
+        });
+        for rule in rules {
             if let Some(d) = describe(*rule)
                 && !expected.contains(&d)
             {
@@ -734,10 +847,14 @@ fn syntax_error(file: FileId, text: &str, error: &pest::error::Error<Rule>) -> D
     // Keep declarations before punctuation and in a stable, readable order.
     expected.sort_by_key(|d| ORDER.iter().position(|o| o == d).unwrap_or(ORDER.len()));
 
-    let what = join_or(&expected);
     let before = text[..pos].trim_end();
     let last_line = before.rsplit('\n').next().unwrap_or("").trim_start();
     let after_doc = last_line.starts_with("///") && !last_line.starts_with("////");
+    if after_doc {
+        // They take a doc comment only to warn that it documents nothing.
+        expected.retain(|d| !matches!(*d, "`import`" | "`reserved`"));
+    }
+    let what = join_or(&expected);
     let message = if after_doc && !what.is_empty() {
         format!("expected {what} after the doc comment, found {found}")
     } else if what.is_empty() {
@@ -757,6 +874,14 @@ fn syntax_error(file: FileId, text: &str, error: &pest::error::Error<Rule>) -> D
     } else {
         Diagnostic::error(span, message).with_label(format!("expected {what}"))
     };
+    // At the end of the file, show which block is still open.
+    if pos == text.len()
+        && expected.contains(&"`}`")
+        && let Some(open) = crate::recover::unclosed_brace(text)
+    {
+        diagnostic =
+            diagnostic.with_note(Span::new(file, open, open + 1), "this `{` is never closed");
+    }
     if after_doc {
         diagnostic = diagnostic.with_help(
             "a doc comment (`///`) documents the declaration that follows it; \
@@ -767,8 +892,107 @@ fn syntax_error(file: FileId, text: &str, error: &pest::error::Error<Rule>) -> D
             diagnostic.with_help("doc comments (`///`) may only stand before a declaration");
     } else if !rest.is_empty() && !rest.starts_with(|c: char| c.is_ascii()) {
         diagnostic = diagnostic.with_help("names use ASCII letters, digits and `_` only");
+    } else if let Some(keyword) = mistyped_keyword(&text[pos..pos + len], &expected) {
+        diagnostic = diagnostic.with_help(format!("did you mean `{keyword}`?"));
     }
     diagnostic
+}
+
+/// The expected keyword that `word` is a likely typo of (`mesage`, `sevice`, `retruns`).
+fn mistyped_keyword<'a>(word: &str, expected: &[&'a str]) -> Option<&'a str> {
+    if !word.starts_with(|c: char| c.is_ascii_alphabetic()) {
+        return None;
+    }
+    expected
+        .iter()
+        .filter_map(|d| d.strip_prefix('`')?.strip_suffix('`'))
+        .filter(|k| k.chars().all(|c| c.is_ascii_lowercase()) && *k != word)
+        .map(|k| (strsim::damerau_levenshtein(k, word), k))
+        .filter(|&(distance, k)| distance <= if k.len() <= 4 { 1 } else { 2 })
+        .min()
+        .map(|(_, k)| k)
+}
+
+/// A map inside a map, or a list as a map value: the grammar stops at the inner `<` or at the
+/// value type after `repeated`, where "expected `>`" would not say what is wrong.
+fn nested_collection(file: FileId, text: &str, pos: usize) -> Option<Diagnostic> {
+    let before = &text[..pos];
+    // `map <` + key + `,` + what is at `pos`.
+    let map_value_position = |s: &str| {
+        strip_char(s, ',')
+            .and_then(|s| strip_word(s, None))
+            .and_then(|s| strip_char(s, '<'))
+            .and_then(|s| strip_word(s, Some("map")))
+            .is_some()
+    };
+    if text[pos..].starts_with('<') {
+        let inner = strip_word(before, Some("map"))?;
+        let start = before.trim_end().len() - "map".len();
+        let span = Span::new(file, start, pos + 1);
+        if map_value_position(inner) {
+            return Some(
+                Diagnostic::error(span, "a map value cannot be a map")
+                    .with_label("a map inside a map")
+                    .with_help(
+                        "put the inner map in a message (`message Inner { map<K, V> entries = 1; }`) \
+                         and use that message as the value",
+                    ),
+            );
+        }
+        if strip_char(inner, '<')
+            .and_then(|s| strip_word(s, Some("map")))
+            .is_some()
+        {
+            return Some(
+                Diagnostic::error(span, "a map key cannot be a map")
+                    .with_label("a map as a key")
+                    .with_help("map keys are integer types, `bool` or `string`"),
+            );
+        }
+        return None;
+    }
+    for label in ["repeated", "optional"] {
+        if let Some(inner) = strip_word(before, Some(label))
+            && map_value_position(inner)
+        {
+            let start = before.trim_end().len() - label.len();
+            return Some(
+                Diagnostic::error(
+                    Span::new(file, start, start + label.len()),
+                    format!("a map value cannot be `{label}`"),
+                )
+                .with_label(format!("`{label}` inside `map<...>`"))
+                .with_help(if label == "repeated" {
+                    "put the list in a message and use that message as the value"
+                } else {
+                    "map values are always present: remove `optional`"
+                }),
+            );
+        }
+    }
+    None
+}
+
+/// `s` without trailing blanks and a trailing `c`, then without the blanks before it.
+fn strip_char(s: &str, c: char) -> Option<&str> {
+    s.trim_end().strip_suffix(c).map(str::trim_end)
+}
+
+/// `s` without trailing blanks and a trailing name (`word`, or any name or dotted type name
+/// when `None`), then without the blanks before it.
+fn strip_word<'a>(s: &'a str, word: Option<&str>) -> Option<&'a str> {
+    let s = s.trim_end();
+    let start = s
+        .char_indices()
+        .rev()
+        .take_while(|&(_, c)| c.is_ascii_alphanumeric() || c == '_' || c == '.')
+        .last()
+        .map(|(i, _)| i)?;
+    let found = &s[start..];
+    if word.is_some_and(|w| w != found) {
+        return None;
+    }
+    Some(s[..start].trim_end())
 }
 
 /// The order in which expectations are listed.
@@ -793,6 +1017,23 @@ fn join_or(items: &[&str]) -> String {
     }
 }
 
+/// A file large enough to be parsed in runs, with comments, strings and braces in places the
+/// lexical scan must not mistake for declaration boundaries.
+#[cfg(test)]
+pub(crate) fn large_schema() -> String {
+    let mut text = String::from("\u{FEFF}/// Docs.\npackage big.v1;\nimport \"x;}.echo\";\n");
+    let mut n = 0;
+    while text.len() < 2 * PARALLEL_THRESHOLD {
+        text.push_str(&format!(
+            "/* a }} block; comment */\n/// Message {n}; with }} in its doc.\nmessage M{n} {{\n  \
+             message Inner {{ string s = 1; }}\n  reserved \"a;}}\", 9;\n  \
+             Inner inner = 1; // trailing }} comment\n}}\nenum E{n} {{ E{n}_ZERO = 0; }}\n"
+        ));
+        n += 1;
+    }
+    text
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -811,30 +1052,27 @@ mod tests {
         assert_eq!(unquote(r#""a\"b\\c""#), "a\"b\\c");
     }
 
-    /// A file large enough to be parsed in pieces, with comments, strings and braces in places
-    /// the lexical scan must not mistake for declaration boundaries.
-    fn large_schema() -> String {
-        let mut text = String::from("\u{FEFF}/// Docs.\npackage big.v1;\nimport \"x;}.echo\";\n");
-        let mut n = 0;
-        while text.len() < 2 * PARALLEL_THRESHOLD {
-            text.push_str(&format!(
-                "/* a }} block; comment */\n/// Message {n}; with }} in its doc.\nmessage M{n} {{\n  \
-                 message Inner {{ string s = 1; }}\n  reserved \"a;}}\", 9;\n  \
-                 Inner inner = 1; // trailing }} comment\n}}\nenum E{n} {{ E{n}_ZERO = 0; }}\n"
-            ));
-            n += 1;
-        }
-        text
-    }
-
     #[test]
     fn parsing_in_pieces_equals_one_sequential_parse() {
         let text = large_schema();
         let file = FileId::default();
-        let boundaries = scan(file, &text).unwrap();
-        let pieces = parse_in_pieces(file, &text, &boundaries, 4).expect("every piece parses");
+        let scanned = scan(&text);
+        assert!(scanned.too_deep.is_empty());
+        let chunks = parse_in_chunks(file, &text, &scanned.boundaries, 4).expect("four runs");
+        assert_eq!(chunks.len(), 4);
+        let mut joined = File {
+            packages: Vec::new(),
+            imports: Vec::new(),
+            decls: Vec::new(),
+        };
+        for chunk in chunks {
+            let part = chunk.parsed.expect("every run parses");
+            joined.packages.extend(part.packages);
+            joined.imports.extend(part.imports);
+            joined.decls.extend(part.decls);
+        }
         let whole = parse_piece(file, &text, 0, text.len(), Rule::file).unwrap();
-        assert_eq!(pieces, whole);
+        assert_eq!(joined, whole);
         assert_eq!(parse(file, &text).unwrap(), whole);
     }
 
@@ -846,7 +1084,7 @@ mod tests {
         text.replace_range(at..at + "string s".len(), "string 9");
         let file = FileId::default();
         let sequential = parse_piece(file, &text, 0, text.len(), Rule::file).unwrap_err();
-        let expected = syntax_error(file, &text, &sequential);
+        let expected = syntax_error(file, &text, 0, &sequential);
         let reported = parse(file, &text).unwrap_err();
         assert_eq!(reported.message, expected.message);
         assert_eq!(reported.span, expected.span);

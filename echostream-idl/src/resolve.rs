@@ -280,6 +280,6 @@ impl Symbols {
 }
 
 /// Edit distance ignoring ASCII case: `Strin` is one edit from `string`.
-fn distance(a: &str, b: &str) -> usize {
+pub(crate) fn distance(a: &str, b: &str) -> usize {
     strsim::levenshtein(&a.to_ascii_lowercase(), &b.to_ascii_lowercase())
 }

@@ -2,6 +2,8 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::diagnostic::Diagnostic;
+
 /// Identifies one file of a [`SourceMap`] (and of the [`Schema`](crate::Schema) built from it).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct FileId(u32);
@@ -163,6 +165,41 @@ impl SourceMap {
         id
     }
 
+    /// Adds a file read as bytes. Text that is not UTF-8 is kept with each bad sequence
+    /// replaced by `U+FFFD`, so that the file can still be shown, and the first bad byte is
+    /// returned as an error at its line and column.
+    pub fn add_bytes(
+        &mut self,
+        name: impl Into<String>,
+        path: impl Into<PathBuf>,
+        bytes: Vec<u8>,
+    ) -> (FileId, Option<Diagnostic>) {
+        match String::from_utf8(bytes) {
+            Ok(text) => (self.add(name, path, text), None),
+            Err(e) => {
+                let error = e.utf8_error();
+                let at = error.valid_up_to();
+                let bad = error.error_len().unwrap_or(e.as_bytes().len() - at);
+                let text = String::from_utf8_lossy(e.as_bytes()).into_owned();
+                let id = self.add(name, path, text);
+                // The text before `at` is unchanged; the bad bytes became one `U+FFFD`.
+                let span = Span::new(id, at, at + char::REPLACEMENT_CHARACTER.len_utf8());
+                let shown: Vec<String> = e.as_bytes()[at..at + bad]
+                    .iter()
+                    .map(|b| format!("0x{b:02X}"))
+                    .collect();
+                let label = match shown.as_slice() {
+                    [one] => format!("byte {one} is not UTF-8"),
+                    _ => format!("bytes {} are not UTF-8", shown.join(" ")),
+                };
+                let diagnostic = Diagnostic::error(span, "file is not valid UTF-8")
+                    .with_label(label)
+                    .with_help("schema files are UTF-8: save the file in that encoding");
+                (id, Some(diagnostic))
+            }
+        }
+    }
+
     /// The file with this id.
     ///
     /// # Panics
@@ -207,5 +244,32 @@ mod tests {
         assert_eq!(file.line_range(1), 3..9);
         assert_eq!(&file.text()[file.line_range(1)], "çé x");
         assert_eq!(file.line_col(1000), LineCol { line: 3, column: 5 });
+    }
+
+    #[test]
+    fn bytes_that_are_not_utf8_are_an_error_at_the_first_bad_byte() {
+        let mut map = SourceMap::new();
+        let (id, error) = map.add_bytes(
+            "a.echo",
+            "a.echo",
+            b"package a;\n// caf\xE9 \xFF\n".to_vec(),
+        );
+        let error = error.expect("not UTF-8");
+        assert_eq!(error.message, "file is not valid UTF-8");
+        assert_eq!(error.label, "byte 0xE9 is not UTF-8");
+        assert_eq!(
+            map.line_col(error.span.unwrap()),
+            LineCol { line: 2, column: 7 }
+        );
+        // Both bad bytes are shown as U+FFFD; the rest of the text is kept.
+        assert_eq!(map.file(id).text(), "package a;\n// caf\u{FFFD} \u{FFFD}\n");
+        assert_eq!(map.file(id).slice(error.span.unwrap()), "\u{FFFD}");
+
+        let (_, error) = map.add_bytes("b.echo", "b.echo", b"package b;\n".to_vec());
+        assert!(error.is_none());
+        // A sequence cut short by the end of the file.
+        let (id, error) = map.add_bytes("c.echo", "c.echo", b"ab\xE2\x82".to_vec());
+        assert_eq!(error.unwrap().label, "bytes 0xE2 0x82 are not UTF-8");
+        assert_eq!(map.file(id).text(), "ab\u{FFFD}");
     }
 }

@@ -43,6 +43,7 @@ pub mod error;
 mod io;
 pub mod jitter;
 pub mod keepalive;
+mod macros;
 pub mod middleware;
 pub mod netsim;
 pub mod pacer;
@@ -60,6 +61,7 @@ pub mod state;
 pub mod status;
 pub mod stream;
 pub mod tls;
+pub mod typed;
 pub mod unreliable;
 
 pub use call::{CallContext, CallKind, CallOptions, Metadata};
@@ -80,6 +82,7 @@ pub use sessions::{Broadcast, Sessions};
 pub use state::State;
 pub use status::{Code, Status};
 pub use stream::{Delivery, StreamEnd, StreamInfo, StreamOptions, StreamSender, StreamStats};
+pub use typed::{EventMethod, RpcMethod, StreamMethod, TypedStreamSender};
 
 /// Re-exported so generated code and applications need only this crate.
 pub use async_trait::async_trait;

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use clap::Args;
 
-use super::Output;
+use super::{Output, report_schema_diagnostics};
 
 /// Arguments of `echoc check`.
 #[derive(Debug, Args)]
@@ -20,30 +20,5 @@ pub struct CheckArgs {
 /// Runs `echoc check`; returns whether there was no error.
 pub fn run(args: &CheckArgs, out: &mut Output) -> bool {
     let compilation = echostream_idl::compile(&args.files, &args.include);
-    out.err(&compilation.render_diagnostics(out.color));
-    let errors = compilation.error_count();
-    let warnings = compilation.warning_count();
-    if errors + warnings > 0 {
-        let mut found = Vec::new();
-        if errors > 0 {
-            found.push(count(errors, "error"));
-        }
-        if warnings > 0 {
-            found.push(count(warnings, "warning"));
-        }
-        out.err(&format!(
-            "{} in {} checked\n",
-            found.join(" and "),
-            count(compilation.sources.files().len(), "file"),
-        ));
-    }
-    errors == 0
-}
-
-fn count(n: usize, what: &str) -> String {
-    if n == 1 {
-        format!("1 {what}")
-    } else {
-        format!("{n} {what}s")
-    }
+    report_schema_diagnostics(&compilation, &compilation.diagnostics, out)
 }

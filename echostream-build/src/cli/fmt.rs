@@ -59,10 +59,11 @@ pub fn run(args: &FmtArgs, out: &mut Output) -> bool {
 fn format_file(path: &Path, color: bool) -> Result<Option<String>, String> {
     let bytes = std::fs::read(path)
         .map_err(|e| format!("{}: error: cannot read file: {e}\n", path.display()))?;
-    let text = String::from_utf8(bytes)
-        .map_err(|_| format!("{}: error: file is not valid UTF-8\n", path.display()))?;
     let mut sources = SourceMap::new();
-    let id = sources.add(path.display().to_string(), path, text);
+    let (id, not_utf8) = sources.add_bytes(path.display().to_string(), path, bytes);
+    if let Some(diagnostic) = not_utf8 {
+        return Err(format!("{}\n", diagnostic.render(&sources, color)));
+    }
     let original = sources.file(id).text();
     match echostream_idl::format_source(id, original) {
         Ok(formatted) if formatted == original => Ok(None),
@@ -71,23 +72,21 @@ fn format_file(path: &Path, color: bool) -> Result<Option<String>, String> {
     }
 }
 
-/// Replaces `path` with `text` through a temporary file in the same directory, so that a
-/// failure half-way leaves the original intact.
+/// Replaces the file at `path` with `text` through a temporary file in the same directory, so
+/// that a failure half-way leaves the original intact. A symbolic link is followed: the file
+/// it points to is replaced, and the link stays a link.
 fn write_atomically(path: &Path, text: &str) -> std::io::Result<()> {
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty());
-    let name = path
+    let target = std::fs::canonicalize(path)?;
+    let name = target
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let tmp = match dir {
-        Some(d) => d.join(format!(".{name}.echoc-fmt.tmp")),
-        None => PathBuf::from(format!(".{name}.echoc-fmt.tmp")),
-    };
+    let tmp = target.with_file_name(format!(".{name}.echoc-fmt.tmp"));
     std::fs::write(&tmp, text)?;
-    if let Ok(meta) = std::fs::metadata(path) {
+    if let Ok(meta) = std::fs::metadata(&target) {
         let _ = std::fs::set_permissions(&tmp, meta.permissions());
     }
-    std::fs::rename(&tmp, path).inspect_err(|_| {
+    std::fs::rename(&tmp, &target).inspect_err(|_| {
         let _ = std::fs::remove_file(&tmp);
     })
 }
