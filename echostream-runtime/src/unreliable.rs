@@ -935,14 +935,16 @@ pub(crate) async fn receive(session: Session) {
     }
     let datagrams = &session.inner.datagrams;
     let conn = session.inner.conn.clone();
+    // One timer for the session, moved only when the next deadline changes: a timer armed per
+    // datagram costs as much as the rest of the datagram's handling.
     let mut deadline: Option<Instant> = None;
+    let timer = tokio::time::sleep_until(tokio::time::Instant::now());
+    tokio::pin!(timer);
     loop {
-        let read = match deadline {
-            Some(at) => tokio::select! {
-                read = conn.read_datagram() => Some(read),
-                () = tokio::time::sleep_until(tokio::time::Instant::from_std(at)) => None,
-            },
-            None => Some(conn.read_datagram().await),
+        let read = tokio::select! {
+            biased;
+            () = &mut timer, if deadline.is_some() => None,
+            read = conn.read_datagram() => Some(read),
         };
         let now = Instant::now();
         let mut rx = lock(&datagrams.receiving);
@@ -952,9 +954,18 @@ pub(crate) async fn receive(session: Session) {
                 rx.take(datagram, now);
             }
             Some(Err(_)) => break,
-            None => rx.expire(now),
+            None => {
+                rx.expire(now);
+                deadline = None;
+            }
         }
-        deadline = rx.next_deadline();
+        let next = rx.next_deadline();
+        if next != deadline {
+            if let Some(at) = next {
+                timer.as_mut().reset(tokio::time::Instant::from_std(at));
+            }
+            deadline = next;
+        }
     }
     let mut rx = lock(&datagrams.receiving);
     for (_, route) in rx.routes.drain() {

@@ -207,8 +207,15 @@ async fn hundred_kilobyte_frames_cross_as_fragments_and_one_lost_fragment_drops_
     )
     .await
     .unwrap();
-    let results = send_frames(&stream, 10, 100_000, Duration::from_millis(20)).await;
-    assert!(results.iter().all(Result::is_ok), "{results:?}");
+    // `send_wait`: a new connection's congestion window is still opening, so `send` could
+    // drop a frame for congestion, which is not what this part tests.
+    let mut ticker = tokio::time::interval(Duration::from_millis(20));
+    for seq in 0..10 {
+        ticker.tick().await;
+        within(stream.send_wait(pattern(seq, 100_000)))
+            .await
+            .expect("sent");
+    }
     stream.finish();
     let (_, info) = ended(&clean).await;
     let frames = clean.frames();
@@ -264,8 +271,11 @@ async fn hundred_kilobyte_frames_cross_as_fragments_and_one_lost_fragment_drops_
         frames.iter().all(|f| f.intact && f.len == 100_000),
         "a corrupt frame"
     );
-    let paced_out = results.iter().filter(|r| r.is_err()).count() as u64;
-    assert_eq!(stream.stats().dropped, paced_out);
+    // A frame refused at once is counted as dropped; so is one the pacer drops after `send`
+    // returned (it waited for the congestion window and its time was up).
+    let refused = results.iter().filter(|r| r.is_err()).count() as u64;
+    let paced_out = stream.stats().dropped;
+    assert!(paced_out >= refused, "{:?}", stream.stats());
     // The frames that did not arrive lost a fragment (dropped after the reassembly timeout)
     // or were not sent; those missing at the end of the stream are not counted as lost.
     eventually("the missing frames time out", || {
