@@ -63,8 +63,12 @@ pub struct LinkConfig {
     pub loss: f64,
     /// Fixed one-way delay added to every datagram.
     pub delay: Duration,
-    /// Uniform random variation of the delay, ± this much (never below zero delay). Jitter
-    /// larger than the spacing between datagrams reorders them, as on a real path.
+    /// Uniform random variation of the delay, ± this much (never below zero delay). Datagrams
+    /// keep their order through it, as through a router's queue: one whose draw would overtake
+    /// the datagram before it leaves right after it instead. Reordering is
+    /// [`LinkConfig::reorder`]'s (a jitter that reorders on its own would make QUIC take most
+    /// reordered packets for lost ones and shrink its congestion window, which real paths with
+    /// jitter rarely do).
     pub jitter: Duration,
     /// Probability that a datagram is held back by [`LinkConfig::reorder_delay`] more, so that
     /// later datagrams overtake it.
@@ -202,15 +206,19 @@ struct Link {
     queue: BinaryHeap<Reverse<Pending>>,
     next_id: u64,
     max_delivered: Option<u64>,
+    /// When the latest datagram not held back leaves: the next one does not leave earlier.
+    in_order: Option<Instant>,
     stats: LinkStats,
 }
 
 impl Link {
-    /// Decides the fate of one datagram: the delays of the copies to deliver (none: lost).
+    /// Decides the fate of one datagram offered at `now`: the delays of the copies to deliver
+    /// (none: lost).
     fn decide(
         &mut self,
         config: &LinkConfig,
         rng: &mut Xoshiro256PlusPlus,
+        now: Instant,
     ) -> (u64, [Option<Duration>; 2]) {
         let id = self.next_id;
         self.next_id += 1;
@@ -219,22 +227,28 @@ impl Link {
             self.stats.dropped += 1;
             return (id, [None, None]);
         }
-        let sample = |stats: &mut LinkStats, rng: &mut Xoshiro256PlusPlus| {
+        let mut sample = |link: &mut Link, rng: &mut Xoshiro256PlusPlus| {
             let mut delay = config.delay;
             if !config.jitter.is_zero() {
                 let j = config.jitter.as_nanos() as f64 * (2.0 * rng.random::<f64>() - 1.0);
                 delay = Duration::from_nanos((delay.as_nanos() as f64 + j).max(0.0) as u64);
+                // No overtaking through jitter alone.
+                if let Some(previous) = link.in_order {
+                    delay = delay.max(previous.saturating_duration_since(now));
+                }
             }
             if rng.random::<f64>() < prob(config.reorder) {
-                stats.held_back += 1;
+                link.stats.held_back += 1;
                 delay += config.reorder_delay;
+            } else {
+                link.in_order = Some(now + delay);
             }
             delay
         };
-        let first = sample(&mut self.stats, rng);
+        let first = sample(self, rng);
         let second = if rng.random::<f64>() < prob(config.duplicate) {
             self.stats.duplicated += 1;
-            Some(sample(&mut self.stats, rng))
+            Some(sample(self, rng))
         } else {
             None
         };
@@ -437,7 +451,7 @@ impl NetSimSocket {
             outbound,
             ..
         } = &mut *sim;
-        let (id, copies) = outbound.decide(&config.outbound, rng);
+        let (id, copies) = outbound.decide(&config.outbound, rng, now);
         let limit = config.outbound.queue_limit;
         let mut queued = false;
         for delay in copies.into_iter().flatten() {
@@ -522,7 +536,7 @@ impl NetSimSocket {
                                 handed += 1;
                                 continue;
                             }
-                            let (id, copies) = inbound.decide(&config.inbound, rng);
+                            let (id, copies) = inbound.decide(&config.inbound, rng, now);
                             for delay in copies.into_iter().flatten() {
                                 inbound.enqueue(
                                     Pending {
@@ -759,11 +773,55 @@ pub fn endpoint(
 mod tests {
     use super::*;
 
-    fn decide_many(config: &LinkConfig, seed: u64, n: usize) -> (Link, Vec<[Option<Duration>; 2]>) {
+    /// The fates of `n` datagrams offered `every` apart.
+    fn decide_spaced(
+        config: &LinkConfig,
+        seed: u64,
+        n: usize,
+        every: Duration,
+    ) -> (Link, Vec<[Option<Duration>; 2]>) {
         let mut link = Link::default();
         let mut rng = Xoshiro256PlusPlus::seed_from_u64(seed);
-        let fates = (0..n).map(|_| link.decide(config, &mut rng).1).collect();
+        let start = Instant::now();
+        let fates = (0..n)
+            .map(|i| link.decide(config, &mut rng, start + every * i as u32).1)
+            .collect();
         (link, fates)
+    }
+
+    /// The fates of `n` datagrams offered far enough apart that none waits for another.
+    fn decide_many(config: &LinkConfig, seed: u64, n: usize) -> (Link, Vec<[Option<Duration>; 2]>) {
+        decide_spaced(config, seed, n, Duration::from_millis(100))
+    }
+
+    #[test]
+    fn jitter_varies_the_delay_but_never_reorders_on_its_own() {
+        let config = LinkConfig {
+            delay: Duration::from_millis(30),
+            jitter: Duration::from_millis(10),
+            ..LinkConfig::default()
+        };
+        // A millisecond apart: most draws would overtake the datagram before.
+        let every = Duration::from_millis(1);
+        let (_, fates) = decide_spaced(&config, 4, 1_000, every);
+        let leaves: Vec<Duration> = fates
+            .iter()
+            .enumerate()
+            .map(|(i, f)| every * i as u32 + f[0].expect("no loss configured"))
+            .collect();
+        assert!(leaves.windows(2).all(|w| w[0] <= w[1]), "in order");
+        let delays: Vec<Duration> = fates.iter().map(|f| f[0].unwrap()).collect();
+        assert!(delays.iter().all(|d| *d >= Duration::from_millis(20)));
+        let (min, max) = (delays.iter().min().unwrap(), delays.iter().max().unwrap());
+        assert!(*max - *min >= Duration::from_millis(10), "{min:?}..{max:?}");
+
+        // Reordering is the `reorder` setting's: held-back datagrams are overtaken.
+        let config = LinkConfig {
+            reorder: 0.1,
+            ..config
+        };
+        let (link, _) = decide_spaced(&config, 4, 1_000, every);
+        assert!(link.stats.held_back > 50, "{:?}", link.stats);
     }
 
     #[test]
