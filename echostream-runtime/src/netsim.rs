@@ -227,7 +227,7 @@ impl Link {
             self.stats.dropped += 1;
             return (id, [None, None]);
         }
-        let mut sample = |link: &mut Link, rng: &mut Xoshiro256PlusPlus| {
+        let sample = |link: &mut Link, rng: &mut Xoshiro256PlusPlus| {
             let mut delay = config.delay;
             if !config.jitter.is_zero() {
                 let j = config.jitter.as_nanos() as f64 * (2.0 * rng.random::<f64>() - 1.0);
