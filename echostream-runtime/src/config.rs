@@ -32,6 +32,29 @@ pub struct Config {
     pub(crate) datagram_send_buffer: usize,
     pub(crate) reassembly: ReassemblerConfig,
     pub(crate) pacer: PacerConfig,
+    pub(crate) congestion: Congestion,
+}
+
+/// QUIC's congestion controller for the connections of an endpoint.
+///
+/// It decides how fast the connection sends, and so what the pacer of datagram streams lets
+/// through. The default is [`Congestion::Bbr`], for real-time media: a loss-based controller
+/// (Cubic, NewReno) takes every lost packet for congestion, so on a path with random loss (Wi-Fi,
+/// mobile) its window collapses and live frames wait or are dropped at the sender. On a
+/// simulated path of 30 ms ± 10 ms with 5% loss, a 30 fps video and 50 fps audio stream played
+/// 96–100% of what arrived in time with BBR, and 9–22% with Cubic, the rest late (the
+/// `examples/video` program, `--simulate`). quinn labels its BBR implementation experimental:
+/// choose [`Congestion::Cubic`], the standard one, for bulk transfers on clean paths or where
+/// fairness with TCP matters more than latency.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Congestion {
+    /// BBR: models the path's bandwidth and round-trip time; random loss does not shrink it.
+    #[default]
+    Bbr,
+    /// Cubic (RFC 9438), the usual TCP controller and quinn's default: halves on loss.
+    Cubic,
+    /// NewReno (RFC 6582), the simplest loss-based controller.
+    NewReno,
 }
 
 impl Default for Config {
@@ -59,6 +82,7 @@ impl Default for Config {
             datagram_send_buffer: 2 * 1024 * 1024,
             reassembly: ReassemblerConfig::default(),
             pacer: PacerConfig::default(),
+            congestion: Congestion::default(),
         }
     }
 }
@@ -188,6 +212,12 @@ impl Config {
         self
     }
 
+    /// The congestion controller of this endpoint's connections (default [`Congestion::Bbr`]).
+    pub fn congestion(mut self, congestion: Congestion) -> Config {
+        self.congestion = congestion;
+        self
+    }
+
     /// The QUIC transport parameters these settings call for.
     pub(crate) fn transport(&self) -> Arc<TransportConfig> {
         let mut transport = TransportConfig::default();
@@ -206,6 +236,15 @@ impl Config {
             .datagram_receive_buffer_size(self.datagrams.then_some(self.datagram_receive_buffer))
             .datagram_send_buffer_size(self.datagram_send_buffer)
             .keep_alive_interval(None);
+        match self.congestion {
+            Congestion::Bbr => transport
+                .congestion_controller_factory(Arc::new(quinn::congestion::BbrConfig::default())),
+            Congestion::Cubic => transport
+                .congestion_controller_factory(Arc::new(quinn::congestion::CubicConfig::default())),
+            Congestion::NewReno => transport.congestion_controller_factory(Arc::new(
+                quinn::congestion::NewRenoConfig::default(),
+            )),
+        };
         let idle =
             quinn::IdleTimeout::try_from(self.idle_timeout).unwrap_or_else(|_| VarInt::MAX.into());
         transport.max_idle_timeout(Some(idle));

@@ -66,7 +66,7 @@ pub mod unreliable;
 
 pub use call::{CallContext, CallKind, CallOptions, Metadata};
 pub use client::{Client, ClientBuilder};
-pub use config::Config;
+pub use config::{Config, Congestion};
 pub use context::Context;
 pub use early::EarlyData;
 pub use error::{CloseReason, Error};

