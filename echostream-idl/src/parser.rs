@@ -1,5 +1,6 @@
 //! From source text to [`ast::File`]: the pest grammar (`echo.pest`), the tree builder, and
-//! the translation of pest's failures into syntax errors in plain words.
+//! the translation of pest's failures into syntax errors in plain words. Input that parses
+//! takes a faster way to the same tree ([`fast`]); pest parses what it does not accept.
 
 use pest::Parser as _;
 use pest::iterators::Pair;
@@ -20,6 +21,8 @@ mod grammar {
 }
 
 pub(crate) use grammar::{EchoParser, Rule};
+
+mod fast;
 
 /// How deeply `{ }` blocks may nest. Real schemas stay far below; the limit keeps hostile input
 /// from exhausting the stack of the recursive-descent parser and of the checker.
@@ -79,8 +82,25 @@ pub(crate) fn parse_whole(
     parse_piece(file, text, 0, text.len(), Rule::file)
 }
 
-/// Parses `text[start..end]` with `rule`; spans in the tree are offsets into the whole `text`.
+/// Parses `text[start..end]` with `rule` (`file` or `items`); spans in the tree are offsets
+/// into the whole `text`. The [`fast`] parser builds the tree of input that parses; pest
+/// parses the rest, for its error.
 pub(crate) fn parse_piece(
+    file: FileId,
+    text: &str,
+    start: usize,
+    end: usize,
+    rule: Rule,
+) -> Result<File, pest::error::Error<Rule>> {
+    match fast::parse(file, text, start, end, rule == Rule::file) {
+        Some(parsed) => Ok(parsed),
+        None => parse_piece_with_pest(file, text, start, end, rule),
+    }
+}
+
+/// [`parse_piece`] with pest alone: the tree, or pest's error that [`syntax_error`] puts in
+/// plain words.
+fn parse_piece_with_pest(
     file: FileId,
     text: &str,
     start: usize,
