@@ -28,9 +28,18 @@ mod fast;
 /// from exhausting the stack of the recursive-descent parser and of the checker.
 pub const MAX_NESTING: usize = 64;
 
-/// Files smaller than this are parsed on the calling thread: below it, starting threads costs
-/// more than it saves.
+/// Files smaller than this are parsed and checked on the calling thread: below it, starting
+/// threads costs more than it saves.
 const PARALLEL_THRESHOLD: usize = 256 * 1024;
+
+/// How many threads parse or check a file of `len` bytes: one per core (at most 8) for a large
+/// file, one for a small file.
+pub(crate) fn threads_for(len: usize) -> usize {
+    if len < PARALLEL_THRESHOLD {
+        return 1;
+    }
+    std::thread::available_parallelism().map_or(1, |n| n.get().min(8))
+}
 
 /// Parses one file. On a syntax error, returns the first one, in plain words.
 ///
@@ -125,11 +134,11 @@ pub(crate) struct Chunk {
 /// order, the runs' trees are exactly that of one sequential parse. `None` for a small file or
 /// a single core, where threads cost more than they save.
 pub(crate) fn parse_chunks(file: FileId, text: &str, boundaries: &[usize]) -> Option<Vec<Chunk>> {
-    let threads = std::thread::available_parallelism().map_or(1, usize::from);
-    if text.len() < PARALLEL_THRESHOLD || threads < 2 {
+    let threads = threads_for(text.len());
+    if threads < 2 {
         return None;
     }
-    parse_in_chunks(file, text, boundaries, threads.min(8))
+    parse_in_chunks(file, text, boundaries, threads)
 }
 
 /// Cuts `text` at `boundaries` into about `chunks` runs and parses them on scoped threads;
