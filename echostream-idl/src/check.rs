@@ -3,6 +3,7 @@
 use std::borrow::Cow;
 
 use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
+use smol_str::SmolStr;
 
 use crate::ast::{self, LabelKw, MethodKw, RangeEnd};
 use crate::diagnostic::Diagnostic;
@@ -171,7 +172,7 @@ fn package_of(
         );
     }
     (
-        first.name.name.clone(),
+        first.name.name.to_string(),
         first.span,
         first.doc.as_ref().map(ast::Doc::text).unwrap_or_default(),
     )
@@ -291,8 +292,8 @@ fn camel(name: &str) -> Cow<'_, str> {
 
 /// The values of one enum, for the protobuf rule that enum values share their enum's scope.
 struct EnumScope {
-    name: String,
-    values: Vec<(String, Span)>,
+    name: SmolStr,
+    values: Vec<(SmolStr, Span)>,
 }
 
 impl EnumScope {
@@ -476,7 +477,7 @@ impl FileChecker<'_> {
         self.type_style(&m.name, "message name");
         let full_name = qualify(scope, &m.name.name);
         let mut out = Message {
-            name: m.name.name.clone(),
+            name: m.name.name.to_string(),
             full_name: full_name.clone(),
             doc: doc(&m.doc),
             fields: Vec::new(),
@@ -536,7 +537,7 @@ impl FileChecker<'_> {
                         }
                     }
                     out.oneofs.push(Oneof {
-                        name: o.name.name.clone(),
+                        name: o.name.name.to_string(),
                         doc: doc(&o.doc),
                         fields: members,
                         span: o.span,
@@ -718,7 +719,7 @@ impl FileChecker<'_> {
             }
         }
         Some(Field {
-            name: f.name.name.clone(),
+            name: f.name.name.to_string(),
             doc: doc(&f.doc),
             number: u32::try_from(number?).ok()?,
             label,
@@ -789,7 +790,7 @@ impl FileChecker<'_> {
     }
 
     fn reserved_name(&mut self, name: &ast::Ident, reserved: &[String], what: &str) {
-        if reserved.contains(&name.name) {
+        if reserved.iter().any(|r| *r == name.name) {
             self.error(
                 Diagnostic::error(name.span, format!("{what} `{}` is reserved", name.name))
                     .with_label("reserved name")
@@ -840,7 +841,7 @@ impl FileChecker<'_> {
                 ),
             }
         }
-        let names = r.names.iter().map(|n| n.name.clone()).collect();
+        let names = r.names.iter().map(|n| n.name.to_string()).collect();
         (ranges, names)
     }
 
@@ -938,7 +939,7 @@ impl FileChecker<'_> {
     fn enumeration(&mut self, scope: &str, e: &ast::Enum) -> Enum {
         self.type_style(&e.name, "enum name");
         let mut out = Enum {
-            name: e.name.name.clone(),
+            name: e.name.name.to_string(),
             full_name: qualify(scope, &e.name.name),
             doc: doc(&e.doc),
             values: Vec::new(),
@@ -1051,7 +1052,7 @@ impl FileChecker<'_> {
             }
             numbers.insert(number, (&v.name.name, v.number.span));
             out.values.push(EnumValue {
-                name: v.name.name.clone(),
+                name: v.name.name.to_string(),
                 number,
                 doc: doc(&v.doc),
                 span: v.span,
@@ -1080,7 +1081,7 @@ impl FileChecker<'_> {
                 ),
                 Some(_) => {}
                 None => {
-                    seen.insert(variant.clone(), (v.name.name.clone(), *span));
+                    seen.insert(variant.clone(), (v.name.name.to_string(), *span));
                 }
             }
         }
@@ -1090,7 +1091,7 @@ impl FileChecker<'_> {
     fn service(&mut self, s: &ast::Service) -> Service {
         self.type_style(&s.name, "service name");
         let mut out = Service {
-            name: s.name.name.clone(),
+            name: s.name.name.to_string(),
             full_name: qualify(self.context.package, &s.name.name),
             doc: doc(&s.doc),
             methods: Vec::new(),
@@ -1177,7 +1178,7 @@ impl FileChecker<'_> {
             }
         };
         Some(Method {
-            name: m.name.name.clone(),
+            name: m.name.name.to_string(),
             doc: doc(&m.doc),
             input: input?,
             kind,

@@ -269,7 +269,7 @@ impl Builder {
 
     fn ident(&self, pair: &Pair<'_, Rule>) -> Ident {
         Ident {
-            name: pair.as_str().to_string(),
+            name: pair.as_str().into(),
             span: self.span(pair),
         }
     }
@@ -491,9 +491,9 @@ impl Builder {
                 Rule::reserved_name => {
                     let text = p.as_str();
                     let name = if text.starts_with('"') {
-                        unquote(text)
+                        unquote(text).into()
                     } else {
-                        text.to_string()
+                        text.into()
                     };
                     names.push(Ident {
                         name,

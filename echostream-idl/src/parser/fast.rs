@@ -14,6 +14,8 @@
 //! pest would fail. A test holds the two to that on every schema of the test corpus and on
 //! thousands of mutations of them.
 
+use smol_str::SmolStr;
+
 use crate::ast::{
     Decl, Doc, Enum, EnumValue, Field, File, Ident, Import, IntLit, LabelKw, Message, MessageItem,
     Method, MethodKw, Oneof, OptionSetting, OptionValue, OptionValueKind, Package, RangeEnd,
@@ -226,7 +228,7 @@ impl<'a> Parser<'a> {
     /// The node for the text from `start` to `pos`.
     fn ident(&self, start: usize) -> Ident {
         Ident {
-            name: self.text[start..self.pos].to_string(),
+            name: SmolStr::new(&self.text[start..self.pos]),
             span: self.span(start),
         }
     }
@@ -563,7 +565,7 @@ impl<'a> Parser<'a> {
             match word.name.as_str() {
                 "true" => OptionValueKind::Bool(true),
                 "false" => OptionValueKind::Bool(false),
-                _ => OptionValueKind::Word(word.name),
+                _ => OptionValueKind::Word(word.name.to_string()),
             }
         };
         Some(OptionSetting {
@@ -641,7 +643,7 @@ impl<'a> Parser<'a> {
             });
         } else if let Some(string) = self.string() {
             reserved.names.push(Ident {
-                name: unquote(&self.text[string.start..string.end]),
+                name: unquote(&self.text[string.start..string.end]).into(),
                 span: string,
             });
         } else {
