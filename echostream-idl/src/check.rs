@@ -172,7 +172,7 @@ fn package_of(
         );
     }
     (
-        first.name.name.to_string(),
+        first.name.name.as_str().to_owned(),
         first.span,
         first.doc.as_ref().map(ast::Doc::text).unwrap_or_default(),
     )
@@ -477,7 +477,7 @@ impl FileChecker<'_> {
         self.type_style(&m.name, "message name");
         let full_name = qualify(scope, &m.name.name);
         let mut out = Message {
-            name: m.name.name.to_string(),
+            name: m.name.name.as_str().to_owned(),
             full_name: full_name.clone(),
             doc: doc(&m.doc),
             fields: Vec::new(),
@@ -537,7 +537,7 @@ impl FileChecker<'_> {
                         }
                     }
                     out.oneofs.push(Oneof {
-                        name: o.name.name.to_string(),
+                        name: o.name.name.as_str().to_owned(),
                         doc: doc(&o.doc),
                         fields: members,
                         span: o.span,
@@ -719,7 +719,7 @@ impl FileChecker<'_> {
             }
         }
         Some(Field {
-            name: f.name.name.to_string(),
+            name: f.name.name.as_str().to_owned(),
             doc: doc(&f.doc),
             number: u32::try_from(number?).ok()?,
             label,
@@ -841,7 +841,7 @@ impl FileChecker<'_> {
                 ),
             }
         }
-        let names = r.names.iter().map(|n| n.name.to_string()).collect();
+        let names = r.names.iter().map(|n| n.name.as_str().to_owned()).collect();
         (ranges, names)
     }
 
@@ -939,7 +939,7 @@ impl FileChecker<'_> {
     fn enumeration(&mut self, scope: &str, e: &ast::Enum) -> Enum {
         self.type_style(&e.name, "enum name");
         let mut out = Enum {
-            name: e.name.name.to_string(),
+            name: e.name.name.as_str().to_owned(),
             full_name: qualify(scope, &e.name.name),
             doc: doc(&e.doc),
             values: Vec::new(),
@@ -1052,7 +1052,7 @@ impl FileChecker<'_> {
             }
             numbers.insert(number, (&v.name.name, v.number.span));
             out.values.push(EnumValue {
-                name: v.name.name.to_string(),
+                name: v.name.name.as_str().to_owned(),
                 number,
                 doc: doc(&v.doc),
                 span: v.span,
@@ -1081,7 +1081,7 @@ impl FileChecker<'_> {
                 ),
                 Some(_) => {}
                 None => {
-                    seen.insert(variant.clone(), (v.name.name.to_string(), *span));
+                    seen.insert(variant.clone(), (v.name.name.as_str().to_owned(), *span));
                 }
             }
         }
@@ -1091,7 +1091,7 @@ impl FileChecker<'_> {
     fn service(&mut self, s: &ast::Service) -> Service {
         self.type_style(&s.name, "service name");
         let mut out = Service {
-            name: s.name.name.to_string(),
+            name: s.name.name.as_str().to_owned(),
             full_name: qualify(self.context.package, &s.name.name),
             doc: doc(&s.doc),
             methods: Vec::new(),
@@ -1178,7 +1178,7 @@ impl FileChecker<'_> {
             }
         };
         Some(Method {
-            name: m.name.name.to_string(),
+            name: m.name.name.as_str().to_owned(),
             doc: doc(&m.doc),
             input: input?,
             kind,

@@ -565,7 +565,7 @@ impl<'a> Parser<'a> {
             match word.name.as_str() {
                 "true" => OptionValueKind::Bool(true),
                 "false" => OptionValueKind::Bool(false),
-                _ => OptionValueKind::Word(word.name.to_string()),
+                _ => OptionValueKind::Word(word.name.as_str().to_owned()),
             }
         };
         Some(OptionSetting {
