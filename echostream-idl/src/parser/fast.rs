@@ -26,9 +26,9 @@ use crate::source::{FileId, Span};
 use super::{MAX_NESTING, doc_text, parse_int, unquote};
 
 /// Parses `text[start..end]` as the rule `file` (with `file_start`: at the start of the text,
-/// where a byte-order mark may stand) or `items` (a run of top-level declarations after it). Spans are offsets
-/// into the whole `text`. `None` if it does not parse, or nests more than [`MAX_NESTING`]
-/// blocks deep (which pest is never asked to parse either).
+/// where a byte-order mark may stand) or `items` (a run of top-level declarations after it).
+/// Spans are offsets into the whole `text`. `None` if it does not parse, or nests more than
+/// [`MAX_NESTING`] blocks deep (which pest is never asked to parse either).
 pub(super) fn parse(
     file: FileId,
     text: &str,
