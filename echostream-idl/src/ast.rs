@@ -2,13 +2,16 @@
 //! options untyped. Every node has a [`Span`]. The checker turns it into the
 //! [model](crate::model).
 
+use smol_str::SmolStr;
+
 use crate::source::Span;
 
 /// A name as written, with its place.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Ident {
-    /// The text (for qualified names, with the dots: `common.Attachment`).
-    pub name: String,
+    /// The text (for qualified names, with the dots: `common.Attachment`). Names are short:
+    /// a [`SmolStr`] holds them without allocating.
+    pub name: SmolStr,
     /// Where it is.
     pub span: Span,
 }

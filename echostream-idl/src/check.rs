@@ -3,6 +3,7 @@
 use std::borrow::Cow;
 
 use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
+use smol_str::SmolStr;
 
 use crate::ast::{self, LabelKw, MethodKw, RangeEnd};
 use crate::diagnostic::Diagnostic;
@@ -14,6 +15,7 @@ use crate::model::{
 };
 use crate::naming;
 use crate::options::{self, Target};
+use crate::parser::threads_for;
 use crate::recover::Damage;
 use crate::resolve::{Lookup, SymbolKind, Symbols, qualify};
 use crate::source::{FileId, Span};
@@ -80,7 +82,21 @@ pub(crate) fn check(loaded: &Loaded) -> (Option<Schema>, Vec<Diagnostic>) {
             .iter()
             .filter_map(|&id| loaded.file(id).damage.as_ref())
             .collect();
-        let mut checker = FileChecker {
+        // The names of the file's declarations, for the package-wide checks below.
+        let types = package_types.entry(scope.clone()).or_default();
+        let enum_scopes = package_enums.entry(scope).or_default();
+        for decl in &ast.decls {
+            let name = match decl {
+                ast::Decl::Message(m) => &m.name,
+                ast::Decl::Enum(e) => {
+                    enum_scopes.push(EnumScope::of(e));
+                    &e.name
+                }
+                ast::Decl::Service(s) => &s.name,
+            };
+            types.push((&name.name, name.span));
+        }
+        let context = FileContext {
             file: file.id,
             package: &package,
             symbols: &symbols,
@@ -88,45 +104,11 @@ pub(crate) fn check(loaded: &Loaded) -> (Option<Schema>, Vec<Diagnostic>) {
             visible: &visible,
             complete,
             damage: &damage,
-            used: HashSet::default(),
-            diagnostics: &mut diagnostics,
-            enum_scopes: Vec::new(),
         };
-        let mut messages = Vec::new();
-        let mut enums = Vec::new();
-        let mut services = Vec::new();
-        for decl in &ast.decls {
-            match decl {
-                ast::Decl::Message(m) => {
-                    package_types
-                        .entry(scope.clone())
-                        .or_default()
-                        .push((&m.name.name, m.name.span));
-                    messages.push(checker.message(&package, m));
-                }
-                ast::Decl::Enum(e) => {
-                    package_types
-                        .entry(scope.clone())
-                        .or_default()
-                        .push((&e.name.name, e.name.span));
-                    let checked = checker.enumeration(&package, e);
-                    package_enums
-                        .entry(scope.clone())
-                        .or_default()
-                        .push(EnumScope::of(e));
-                    enums.push(checked);
-                }
-                ast::Decl::Service(s) => {
-                    package_types
-                        .entry(scope.clone())
-                        .or_default()
-                        .push((&s.name.name, s.name.span));
-                    services.push(checker.service(s));
-                }
-            }
-        }
-        let used = std::mem::take(&mut checker.used);
-        let imports = check_imports(file, ast, loaded, &used, complete, &mut diagnostics);
+        let threads = threads_for(loaded.sources.file(file.id).text().len());
+        let checked = context.check_decls(&ast.decls, threads);
+        diagnostics.extend(checked.diagnostics);
+        let imports = check_imports(file, ast, loaded, &checked.used, complete, &mut diagnostics);
         schema_files.push(SchemaFile {
             id: file.id,
             name: loaded.sources.file(file.id).name().to_string(),
@@ -135,9 +117,9 @@ pub(crate) fn check(loaded: &Loaded) -> (Option<Schema>, Vec<Diagnostic>) {
             package_span,
             doc,
             imports,
-            messages,
-            enums,
-            services,
+            messages: checked.messages,
+            enums: checked.enums,
+            services: checked.services,
         });
     }
 
@@ -190,7 +172,7 @@ fn package_of(
         );
     }
     (
-        first.name.name.clone(),
+        first.name.name.as_str().to_owned(),
         first.span,
         first.doc.as_ref().map(ast::Doc::text).unwrap_or_default(),
     )
@@ -310,8 +292,8 @@ fn camel(name: &str) -> Cow<'_, str> {
 
 /// The values of one enum, for the protobuf rule that enum values share their enum's scope.
 struct EnumScope {
-    name: String,
-    values: Vec<(String, Span)>,
+    name: SmolStr,
+    values: Vec<(SmolStr, Span)>,
 }
 
 impl EnumScope {
@@ -360,8 +342,8 @@ fn enum_value_scope(scopes: &[EnumScope], diagnostics: &mut Vec<Diagnostic>) {
     }
 }
 
-/// Checks the declarations of one file.
-struct FileChecker<'a> {
+/// What checking the declarations of one file needs to know.
+struct FileContext<'a> {
     file: FileId,
     package: &'a str,
     symbols: &'a Symbols,
@@ -372,6 +354,82 @@ struct FileChecker<'a> {
     complete: bool,
     /// What syntax errors in the file and its imports may have declared.
     damage: &'a [&'a Damage],
+}
+
+/// The checked declarations of (a run of) a file, in order.
+#[derive(Default)]
+struct CheckedDecls {
+    messages: Vec<Message>,
+    enums: Vec<Enum>,
+    services: Vec<Service>,
+    /// The imported files a reference resolved into.
+    used: HashSet<FileId>,
+    diagnostics: Vec<Diagnostic>,
+}
+
+impl CheckedDecls {
+    /// Appends the declarations of the run that follows.
+    fn append(&mut self, next: CheckedDecls) {
+        self.messages.extend(next.messages);
+        self.enums.extend(next.enums);
+        self.services.extend(next.services);
+        self.used.extend(next.used);
+        self.diagnostics.extend(next.diagnostics);
+    }
+}
+
+impl FileContext<'_> {
+    /// Checks `decls`, in runs on `threads` threads (each declaration is checked on its own
+    /// against the symbol table); the runs' results, joined in order, are exactly those of one
+    /// sequential pass.
+    fn check_decls(&self, decls: &[ast::Decl], threads: usize) -> CheckedDecls {
+        if threads < 2 {
+            return self.check_run(decls);
+        }
+        let run = decls.len().div_ceil(threads).max(1);
+        std::thread::scope(|scope| {
+            let mut runs = decls.chunks(run);
+            let first = runs.next().unwrap_or_default();
+            let handles: Vec<_> = runs
+                .map(|decls| scope.spawn(move || self.check_run(decls)))
+                .collect();
+            let mut checked = self.check_run(first);
+            for handle in handles {
+                match handle.join() {
+                    Ok(next) => checked.append(next),
+                    Err(panic) => std::panic::resume_unwind(panic),
+                }
+            }
+            checked
+        })
+    }
+
+    /// Checks `decls` on this thread.
+    fn check_run(&self, decls: &[ast::Decl]) -> CheckedDecls {
+        let mut checked = CheckedDecls::default();
+        let mut checker = FileChecker {
+            context: self,
+            used: HashSet::default(),
+            diagnostics: &mut checked.diagnostics,
+            enum_scopes: Vec::new(),
+        };
+        for decl in decls {
+            match decl {
+                ast::Decl::Message(m) => {
+                    checked.messages.push(checker.message(self.package, m));
+                }
+                ast::Decl::Enum(e) => checked.enums.push(checker.enumeration(self.package, e)),
+                ast::Decl::Service(s) => checked.services.push(checker.service(s)),
+            }
+        }
+        checked.used = checker.used;
+        checked
+    }
+}
+
+/// Checks the declarations of one file, or of a run of them.
+struct FileChecker<'a> {
+    context: &'a FileContext<'a>,
     /// The imported files a reference resolved into.
     used: HashSet<FileId>,
     diagnostics: &'a mut Vec<Diagnostic>,
@@ -419,7 +477,7 @@ impl FileChecker<'_> {
         self.type_style(&m.name, "message name");
         let full_name = qualify(scope, &m.name.name);
         let mut out = Message {
-            name: m.name.name.clone(),
+            name: m.name.name.as_str().to_owned(),
             full_name: full_name.clone(),
             doc: doc(&m.doc),
             fields: Vec::new(),
@@ -479,7 +537,7 @@ impl FileChecker<'_> {
                         }
                     }
                     out.oneofs.push(Oneof {
-                        name: o.name.name.clone(),
+                        name: o.name.name.as_str().to_owned(),
                         doc: doc(&o.doc),
                         fields: members,
                         span: o.span,
@@ -661,7 +719,7 @@ impl FileChecker<'_> {
             }
         }
         Some(Field {
-            name: f.name.name.clone(),
+            name: f.name.name.as_str().to_owned(),
             doc: doc(&f.doc),
             number: u32::try_from(number?).ok()?,
             label,
@@ -732,7 +790,7 @@ impl FileChecker<'_> {
     }
 
     fn reserved_name(&mut self, name: &ast::Ident, reserved: &[String], what: &str) {
-        if reserved.contains(&name.name) {
+        if reserved.iter().any(|r| *r == name.name) {
             self.error(
                 Diagnostic::error(name.span, format!("{what} `{}` is reserved", name.name))
                     .with_label("reserved name")
@@ -783,7 +841,7 @@ impl FileChecker<'_> {
                 ),
             }
         }
-        let names = r.names.iter().map(|n| n.name.clone()).collect();
+        let names = r.names.iter().map(|n| n.name.as_str().to_owned()).collect();
         (ranges, names)
     }
 
@@ -816,14 +874,18 @@ impl FileChecker<'_> {
         name: &ast::Ident,
         with_scalars: bool,
     ) -> Option<(String, SymbolKind)> {
-        match self.symbols.lookup(scope, &name.name, self.visible) {
+        match self
+            .context
+            .symbols
+            .lookup(scope, &name.name, self.context.visible)
+        {
             Lookup::Found(full, symbol) => {
-                if symbol.file != self.file {
+                if symbol.file != self.context.file {
                     self.used.insert(symbol.file);
                 }
                 Some((full, symbol.kind))
             }
-            Lookup::Hidden(..) if !self.complete => None,
+            Lookup::Hidden(..) if !self.context.complete => None,
             Lookup::Hidden(full, symbol) => {
                 self.error(
                     Diagnostic::error(
@@ -834,13 +896,18 @@ impl FileChecker<'_> {
                     .with_note(symbol.span, "declared here")
                     .with_help(format!(
                         "add `import \"{}\";`",
-                        self.sources.file(symbol.file).name()
+                        self.context.sources.file(symbol.file).name()
                     )),
                 );
                 None
             }
             Lookup::NotFound
-                if !self.complete || self.damage.iter().any(|d| d.may_declare(&name.name)) =>
+                if !self.context.complete
+                    || self
+                        .context
+                        .damage
+                        .iter()
+                        .any(|d| d.may_declare(&name.name)) =>
             {
                 None
             }
@@ -849,10 +916,15 @@ impl FileChecker<'_> {
                     .with_label("not a message or enum in scope");
                 // A close name may be declared by text that did not parse.
                 let suggestion = self
+                    .context
                     .symbols
-                    .suggest(scope, &name.name, self.visible, with_scalars)
+                    .suggest(scope, &name.name, self.context.visible, with_scalars)
                     .or_else(|| {
-                        let close = self.damage.iter().filter_map(|d| d.suggest(&name.name));
+                        let close = self
+                            .context
+                            .damage
+                            .iter()
+                            .filter_map(|d| d.suggest(&name.name));
                         close.min().map(|(_, n)| n.to_string())
                     });
                 if let Some(s) = suggestion {
@@ -867,7 +939,7 @@ impl FileChecker<'_> {
     fn enumeration(&mut self, scope: &str, e: &ast::Enum) -> Enum {
         self.type_style(&e.name, "enum name");
         let mut out = Enum {
-            name: e.name.name.clone(),
+            name: e.name.name.as_str().to_owned(),
             full_name: qualify(scope, &e.name.name),
             doc: doc(&e.doc),
             values: Vec::new(),
@@ -980,7 +1052,7 @@ impl FileChecker<'_> {
             }
             numbers.insert(number, (&v.name.name, v.number.span));
             out.values.push(EnumValue {
-                name: v.name.name.clone(),
+                name: v.name.name.as_str().to_owned(),
                 number,
                 doc: doc(&v.doc),
                 span: v.span,
@@ -1009,7 +1081,7 @@ impl FileChecker<'_> {
                 ),
                 Some(_) => {}
                 None => {
-                    seen.insert(variant.clone(), (v.name.name.clone(), *span));
+                    seen.insert(variant.clone(), (v.name.name.as_str().to_owned(), *span));
                 }
             }
         }
@@ -1019,8 +1091,8 @@ impl FileChecker<'_> {
     fn service(&mut self, s: &ast::Service) -> Service {
         self.type_style(&s.name, "service name");
         let mut out = Service {
-            name: s.name.name.clone(),
-            full_name: qualify(self.package, &s.name.name),
+            name: s.name.name.as_str().to_owned(),
+            full_name: qualify(self.context.package, &s.name.name),
             doc: doc(&s.doc),
             methods: Vec::new(),
             span: s.span,
@@ -1106,7 +1178,7 @@ impl FileChecker<'_> {
             }
         };
         Some(Method {
-            name: m.name.name.clone(),
+            name: m.name.name.as_str().to_owned(),
             doc: doc(&m.doc),
             input: input?,
             kind,
@@ -1128,7 +1200,7 @@ impl FileChecker<'_> {
         let found = if let Some(s) = Scalar::from_name(&name.name) {
             format!("scalar `{}`", s.name())
         } else {
-            let package = self.package.to_string();
+            let package = self.context.package.to_string();
             let (full, kind) = self.resolve(&package, name, false)?;
             if kind == SymbolKind::Message {
                 return Some(full);
@@ -1152,4 +1224,59 @@ impl FileChecker<'_> {
 
 fn doc(doc: &Option<ast::Doc>) -> String {
     doc.as_ref().map(ast::Doc::text).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::fmt::Write as _;
+    use std::path::PathBuf;
+
+    use super::*;
+    use crate::loader::{self, MemoryFs};
+
+    #[test]
+    fn checking_in_runs_equals_one_sequential_pass() {
+        // Many declarations, with errors and warnings spread over all of them: unknown types,
+        // repeated field numbers, names not in style, services referring to enums.
+        let mut text = String::from("package big.v1;\n");
+        for n in 0..600 {
+            let next = (n + 1) % 600;
+            let _ = writeln!(text, "message M{n} {{ M{next} next = 1; E{n} e = 2; }}");
+            let _ = writeln!(text, "enum E{n} {{ E{n}_ZERO = 0; }}");
+            if n % 37 == 0 {
+                let _ = writeln!(text, "message bad_{n} {{ Unknown{n} x = 1; int32 y = 1; }}");
+            }
+            if n % 41 == 0 {
+                let _ = writeln!(text, "service S{n} {{ rpc call(M{n}) returns (E{n}); }}");
+            }
+        }
+        let mut fs = MemoryFs::new();
+        fs.insert("big.echo", text);
+        let loaded = loader::load(&fs, &[PathBuf::from("big.echo")], &[]);
+        let file = &loaded.files[0];
+        let ast = file.ast.as_ref().expect("the schema parses");
+        let mut symbols = Symbols::default();
+        symbols.declare_file(file.id, "big.v1", ast, &mut Vec::new());
+        let context = FileContext {
+            file: file.id,
+            package: "big.v1",
+            symbols: &symbols,
+            sources: &loaded.sources,
+            visible: &[file.id],
+            complete: true,
+            damage: &[],
+        };
+
+        let sequential = context.check_decls(&ast.decls, 1);
+        assert_eq!(sequential.messages.len(), 600 + 17);
+        assert!(sequential.diagnostics.len() > 60);
+        for threads in [2, 3, 8] {
+            let parallel = context.check_decls(&ast.decls, threads);
+            assert_eq!(parallel.messages, sequential.messages);
+            assert_eq!(parallel.enums, sequential.enums);
+            assert_eq!(parallel.services, sequential.services);
+            assert_eq!(parallel.used, sequential.used);
+            assert_eq!(parallel.diagnostics, sequential.diagnostics);
+        }
+    }
 }

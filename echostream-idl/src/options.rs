@@ -179,14 +179,14 @@ pub(crate) fn check(
     diagnostics: &mut Vec<Diagnostic>,
 ) -> Checked {
     let mut checked = Checked::default();
-    let allowed: Vec<&str> = OPTIONS
-        .iter()
-        .filter(|d| d.targets.contains(&target))
-        .map(|d| d.name)
-        .collect();
     for setting in settings {
         let name = setting.name.name.as_str();
         let Some(def) = OPTIONS.iter().find(|d| d.name == name) else {
+            let allowed: Vec<&str> = OPTIONS
+                .iter()
+                .filter(|d| d.targets.contains(&target))
+                .map(|d| d.name)
+                .collect();
             let mut d = Diagnostic::error(setting.name.span, format!("unknown option `{name}`"))
                 .with_label(format!("not an option of {}", target.describe()));
             let close = allowed

@@ -1,5 +1,6 @@
 //! From source text to [`ast::File`]: the pest grammar (`echo.pest`), the tree builder, and
-//! the translation of pest's failures into syntax errors in plain words.
+//! the translation of pest's failures into syntax errors in plain words. Input that parses
+//! takes a faster way to the same tree ([`fast`]); pest parses what it does not accept.
 
 use pest::Parser as _;
 use pest::iterators::Pair;
@@ -21,13 +22,24 @@ mod grammar {
 
 pub(crate) use grammar::{EchoParser, Rule};
 
+mod fast;
+
 /// How deeply `{ }` blocks may nest. Real schemas stay far below; the limit keeps hostile input
 /// from exhausting the stack of the recursive-descent parser and of the checker.
 pub const MAX_NESTING: usize = 64;
 
-/// Files smaller than this are parsed on the calling thread: below it, starting threads costs
-/// more than it saves.
+/// Files smaller than this are parsed and checked on the calling thread: below it, starting
+/// threads costs more than it saves.
 const PARALLEL_THRESHOLD: usize = 256 * 1024;
+
+/// How many threads parse or check a file of `len` bytes: one per core (at most 8) for a large
+/// file, one for a small file.
+pub(crate) fn threads_for(len: usize) -> usize {
+    if len < PARALLEL_THRESHOLD {
+        return 1;
+    }
+    std::thread::available_parallelism().map_or(1, |n| n.get().min(8))
+}
 
 /// Parses one file. On a syntax error, returns the first one, in plain words.
 ///
@@ -79,8 +91,25 @@ pub(crate) fn parse_whole(
     parse_piece(file, text, 0, text.len(), Rule::file)
 }
 
-/// Parses `text[start..end]` with `rule`; spans in the tree are offsets into the whole `text`.
+/// Parses `text[start..end]` with `rule` (`file` or `items`); spans in the tree are offsets
+/// into the whole `text`. The [`fast`] parser builds the tree of input that parses; pest
+/// parses the rest, for its error.
 pub(crate) fn parse_piece(
+    file: FileId,
+    text: &str,
+    start: usize,
+    end: usize,
+    rule: Rule,
+) -> Result<File, pest::error::Error<Rule>> {
+    match fast::parse(file, text, start, end, rule == Rule::file) {
+        Some(parsed) => Ok(parsed),
+        None => parse_piece_with_pest(file, text, start, end, rule),
+    }
+}
+
+/// [`parse_piece`] with pest alone: the tree, or pest's error that [`syntax_error`] puts in
+/// plain words.
+fn parse_piece_with_pest(
     file: FileId,
     text: &str,
     start: usize,
@@ -105,11 +134,11 @@ pub(crate) struct Chunk {
 /// order, the runs' trees are exactly that of one sequential parse. `None` for a small file or
 /// a single core, where threads cost more than they save.
 pub(crate) fn parse_chunks(file: FileId, text: &str, boundaries: &[usize]) -> Option<Vec<Chunk>> {
-    let threads = std::thread::available_parallelism().map_or(1, usize::from);
-    if text.len() < PARALLEL_THRESHOLD || threads < 2 {
+    let threads = threads_for(text.len());
+    if threads < 2 {
         return None;
     }
-    parse_in_chunks(file, text, boundaries, threads.min(8))
+    parse_in_chunks(file, text, boundaries, threads)
 }
 
 /// Cuts `text` at `boundaries` into about `chunks` runs and parses them on scoped threads;
@@ -240,7 +269,7 @@ impl Builder {
 
     fn ident(&self, pair: &Pair<'_, Rule>) -> Ident {
         Ident {
-            name: pair.as_str().to_string(),
+            name: pair.as_str().into(),
             span: self.span(pair),
         }
     }
@@ -462,9 +491,9 @@ impl Builder {
                 Rule::reserved_name => {
                     let text = p.as_str();
                     let name = if text.starts_with('"') {
-                        unquote(text)
+                        unquote(text).into()
                     } else {
-                        text.to_string()
+                        text.into()
                     };
                     names.push(Ident {
                         name,

@@ -344,7 +344,7 @@ fn read_package(file: FileId, text: &str, at: usize) -> Option<Package> {
     (well_formed && ends).then(|| Package {
         doc: None,
         name: Ident {
-            name: name.to_string(),
+            name: name.into(),
             span: Span::new(file, name_start, name_start + name_len),
         },
         span: Span::new(file, at - "package".len(), name_start + name_len),

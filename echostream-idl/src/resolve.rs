@@ -197,14 +197,22 @@ impl Symbols {
         }
         let mut hidden = None;
         let mut scope = scope;
+        // One buffer for the candidates of every enclosing scope: most lookups miss in one or
+        // two scopes before they hit.
+        let mut candidate = String::with_capacity(scope.len() + 1 + name.len());
         loop {
-            let candidate = qualify(scope, name);
+            candidate.clear();
+            if !scope.is_empty() {
+                candidate.push_str(scope);
+                candidate.push('.');
+            }
+            candidate.push_str(name);
             if let Some(symbol) = self.map.get(&candidate) {
                 if visible.contains(&symbol.file) {
                     return Lookup::Found(candidate, symbol);
                 }
                 if hidden.is_none() {
-                    hidden = Some((candidate, symbol));
+                    hidden = Some((candidate.clone(), symbol));
                 }
             }
             if scope.is_empty() {
