@@ -191,7 +191,7 @@ fn main() {
         rows.push(Row {
             what: format!(
                 "memory per idle session, {} sessions (both ends)",
-                settings.sessions
+                thousands(settings.sessions as f64)
             ),
             raw: kib(raw.per_session),
             echostream: kib(es.per_session),
