@@ -62,8 +62,8 @@ impl Default for Config {
         Config {
             default_timeout: Some(Duration::from_secs(30)),
             max_frame_size: DEFAULT_MAX_FRAME_SIZE,
-            max_concurrent_calls: 1024,
-            max_inbound_streams: 256,
+            max_concurrent_calls: 128,
+            max_inbound_streams: 64,
             event_queue: QueueLimits {
                 frames: 4096,
                 bytes: 8 * 1024 * 1024,
@@ -108,15 +108,18 @@ impl Config {
         self
     }
 
-    /// Most RPCs served at once per session (default 1024); calls beyond it are answered
-    /// `RESOURCE_EXHAUSTED` at once.
+    /// Most RPCs served at once per session (default 128); calls beyond it are answered
+    /// `RESOURCE_EXHAUSTED` at once. Each allowed call costs memory even when idle: quinn keeps
+    /// state for every stream the peer may open (about 50 bytes each at both ends: 25 KiB per
+    /// session at the defaults), so raise it only as far as a session really needs.
     pub fn max_concurrent_calls(mut self, calls: u32) -> Config {
         self.max_concurrent_calls = calls.max(1);
         self
     }
 
-    /// Most named streams the peer may have open towards this side at once (default 256). Past
-    /// it, the peer's `open_stream` waits for one to end (QUIC stream credit).
+    /// Most named streams the peer may have open towards this side at once (default 64). Past
+    /// it, the peer's `open_stream` waits for one to end (QUIC stream credit). Like
+    /// [`Config::max_concurrent_calls`], each allowed stream costs a little memory per session.
     pub fn max_inbound_streams(mut self, streams: u32) -> Config {
         self.max_inbound_streams = streams.max(1);
         self

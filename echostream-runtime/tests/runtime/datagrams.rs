@@ -13,8 +13,8 @@ use echostream_runtime::datagram::ReassemblerConfig;
 use echostream_runtime::netsim::{LinkConfig, NetSimConfig};
 use echostream_runtime::pacer::PacerConfig;
 use echostream_runtime::{
-    CallOptions, Client, Code, Config, Delivery, Frame, Middleware, Payload, Played, Playout,
-    Server, Session, Status, StreamEnd, StreamHandler, StreamInfo, StreamOptions,
+    CallOptions, Client, Code, Config, Congestion, Delivery, Frame, Middleware, Payload, Played,
+    Playout, Server, Session, Status, StreamEnd, StreamHandler, StreamInfo, StreamOptions,
 };
 
 use crate::common::{eventually, pair, within};
@@ -573,7 +573,11 @@ async fn calls_keep_flowing_beside_a_saturating_datagram_stream() {
             r.stream("flood", |_, _, _| async {});
             r.rpc("ping", |_, req| async move { Ok(req.data) });
         }),
-        Client::builder().netsim(NetSimConfig::symmetric(link, 3)),
+        // Cubic: on this unlimited loopback path BBR lets a debug build's sender send all it
+        // can, so the stream would not saturate anything; a loss-based window does.
+        Client::builder()
+            .config(Config::new().congestion(Congestion::Cubic))
+            .netsim(NetSimConfig::symmetric(link, 3)),
     )
     .await;
     let stream = within(p.to_server.open_stream("flood", datagram_stream()))
