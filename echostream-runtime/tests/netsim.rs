@@ -376,14 +376,20 @@ async fn large_frames_cross_as_fragments_and_incomplete_ones_are_dropped_never_c
     let sim = p.client_sim.stats().outbound;
     let server_stats = server.stats();
     let kernel_lost = sim.delivered.saturating_sub(server_stats.udp_rx.datagrams);
-    let quinn_dropped = server_stats.frame_rx.datagram.saturating_sub(stats.datagrams);
+    let quinn_dropped = server_stats
+        .frame_rx
+        .datagram
+        .saturating_sub(stats.datagrams);
     let lost = dropped_fragments + kernel_lost + quinn_dropped;
     // Every frame is delivered exactly, dropped as incomplete and counted, or never seen at
     // all, which takes the loss of every one of its (more than 50) fragments.
     let unseen = FRAMES
         .checked_sub(delivered.len() as u64 + stats.timed_out + stats.evicted)
         .expect("no frame delivered or dropped twice");
-    assert!(unseen * 50 <= lost, "{unseen} frames unseen; {stats:?} {sim:?}");
+    assert!(
+        unseen * 50 <= lost,
+        "{unseen} frames unseen; {stats:?} {sim:?}"
+    );
     // Each lost datagram spoils at most one frame.
     assert!(stats.timed_out <= lost, "{stats:?} {sim:?}");
     assert!(delivered.len() as u64 >= FRAMES / 2, "{stats:?}");
