@@ -74,12 +74,23 @@ impl CallOptions {
         if self.no_deadline {
             return None;
         }
-        let from_timeout = self.timeout.or(default_timeout).map(|t| now + t);
+        // A timeout too long to represent (e.g. `Duration::MAX`) is no deadline at all.
+        let from_timeout = self
+            .timeout
+            .or(default_timeout)
+            .and_then(|t| deadline_after(now, t));
         match (from_timeout, self.deadline) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         }
     }
+}
+
+/// The instant `timeout` after `start`, or `None` ("no deadline") if it is beyond what an
+/// [`Instant`] can represent: `Duration::MAX` is a common way to write "effectively never", and
+/// a peer may send any timeout.
+pub(crate) fn deadline_after(start: Instant, timeout: Duration) -> Option<Instant> {
+    start.checked_add(timeout)
 }
 
 /// What kind of inbound traffic a handler is serving.
@@ -290,6 +301,30 @@ mod tests {
                 .no_deadline()
                 .effective_deadline(now, Some(s)),
             None
+        );
+    }
+
+    #[tokio::test]
+    async fn a_timeout_beyond_representable_instants_is_no_deadline() {
+        let now = Instant::now();
+        assert_eq!(
+            CallOptions::new()
+                .timeout(Duration::MAX)
+                .effective_deadline(now, None),
+            None
+        );
+        assert_eq!(
+            CallOptions::new().effective_deadline(now, Some(Duration::MAX)),
+            None
+        );
+        // An explicit deadline still applies beside an unrepresentable timeout.
+        let at = now + Duration::from_secs(1);
+        assert_eq!(
+            CallOptions::new()
+                .timeout(Duration::MAX)
+                .deadline(at)
+                .effective_deadline(now, None),
+            Some(at)
         );
     }
 

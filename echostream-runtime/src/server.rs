@@ -144,7 +144,8 @@ impl Server {
         if self.inner.stop.send_replace(true) {
             return;
         }
-        let deadline = Instant::now() + grace;
+        // A grace too long to represent (`Duration::MAX`) waits for every call.
+        let deadline = Instant::now().checked_add(grace);
         self.inner.endpoint.set_server_config(None);
         let accept = self
             .inner
@@ -161,10 +162,16 @@ impl Server {
             session.go_away("server shutting down");
         }
         for session in &sessions {
-            if tokio::time::timeout_at(deadline, session.drained())
-                .await
-                .is_err()
-            {
+            let drained = match deadline {
+                Some(deadline) => tokio::time::timeout_at(deadline, session.drained())
+                    .await
+                    .is_ok(),
+                None => {
+                    session.drained().await;
+                    true
+                }
+            };
+            if !drained {
                 tracing::warn!(
                     session = session.id(),
                     calls = session.calls_in_flight(),

@@ -43,6 +43,9 @@ const ACCEPT_BUDGET: u32 = 16;
 /// Most frames a writer task takes from its queue for one vectored write.
 const WRITE_BATCH: usize = 64;
 
+/// Far enough ahead to mean "never" for a timer (a keepalive interval of `Duration::MAX`).
+const FAR_FUTURE: Duration = Duration::from_secs(100 * 365 * 86_400);
+
 /// One connection to a peer: the handle through which this side calls, emits and streams to
 /// the peer, and which handlers receive to learn who called.
 ///
@@ -1012,8 +1015,12 @@ impl Session {
             let status = Status::not_found(format!("unknown method {:?}", request.name));
             return self.respond(send, id, Err(status)).await;
         };
+        // The peer chooses `timeout_us`: one too far to represent is no deadline.
         let deadline = (request.timeout_us > 0)
-            .then(|| received_at + Duration::from_micros(request.timeout_us));
+            .then(|| {
+                crate::call::deadline_after(received_at, Duration::from_micros(request.timeout_us))
+            })
+            .flatten();
         let ctx = CallContext::new(CallKind::Rpc, id, name.clone(), deadline, metadata)
             .with_early_data(early);
         // The handler's future is dropped at the end of this block, before the answer is sent.
@@ -1477,7 +1484,10 @@ impl Session {
                         metadata: Metadata::new(),
                         payload: Some(Payload::Ping(keepalive::ping(0))),
                     });
-                    next_ping = Instant::now() + self.ping_interval();
+                    let now = Instant::now();
+                    next_ping = now
+                        .checked_add(self.ping_interval())
+                        .unwrap_or(now + FAR_FUTURE);
                 }
             }
             for mut frame in batch.drain(..) {

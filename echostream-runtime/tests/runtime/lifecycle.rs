@@ -390,6 +390,23 @@ async fn a_short_grace_period_cuts_slow_calls_off() {
 }
 
 #[tokio::test]
+async fn a_grace_of_duration_max_waits_for_the_calls_without_a_deadline() {
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let p = pair(
+        Server::builder().routes(move |r| slow(r, tx)),
+        Client::builder(),
+    )
+    .await;
+    let call = tokio::spawn({
+        let s = p.to_server.clone();
+        async move { s.request("slow", Bytes::new()).await }
+    });
+    within(rx.recv()).await.unwrap();
+    within(p.server.shutdown(Duration::MAX)).await;
+    assert_eq!(within(call).await.unwrap().unwrap(), "finished");
+}
+
+#[tokio::test]
 async fn dropping_the_server_closes_its_sessions() {
     let p = pair(Server::builder(), Client::builder()).await;
     let crate::common::Pair {

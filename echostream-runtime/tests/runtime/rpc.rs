@@ -391,3 +391,26 @@ async fn a_peer_killed_mid_call_fails_the_caller_promptly() {
     );
     server_thread.join().unwrap();
 }
+
+#[tokio::test]
+async fn a_timeout_of_duration_max_means_no_deadline() {
+    let router = |r: &mut Router| {
+        r.rpc("deadline", |_, _| async move {
+            let ctx = CallContext::current().unwrap();
+            Ok(Bytes::from(format!("{:?}", ctx.deadline().is_some())))
+        });
+    };
+    let p = pair(
+        Server::builder().routes(router),
+        Client::builder()
+            .routes(router)
+            .default_timeout(Some(Duration::MAX)),
+    )
+    .await;
+    // Through the endpoint's default, and through the call's own options.
+    let answer = within(p.to_server.request("deadline", Bytes::new())).await;
+    assert_eq!(answer.unwrap(), "false");
+    let options = CallOptions::new().timeout(Duration::MAX);
+    let answer = within(p.to_client.request_with("deadline", Bytes::new(), &options)).await;
+    assert_eq!(answer.unwrap(), "false");
+}
