@@ -920,7 +920,14 @@ impl Session {
     }
 
     /// Accepts the peer's calls, one task per call.
+    ///
+    /// On a runtime with a single worker thread, a call is first polled right here, and gets a
+    /// task of its own only if it does not complete at once: that saves a task per call, and
+    /// costs nothing there, since no other thread could serve the other calls meanwhile. With
+    /// more workers every call is spawned at once, so the work a handler does before its first
+    /// `.await` never holds up the session's other calls.
     async fn accept_calls(self) {
+        let inline = tokio::runtime::Handle::current().metrics().num_workers() == 1;
         let mut accepted = 0u32;
         while let Ok((send, recv)) = self.inner.conn.accept_bi().await {
             accepted = accepted.wrapping_add(1);
@@ -931,23 +938,25 @@ impl Session {
                 tokio::task::yield_now().await;
             }
             // Handlers and middleware have their panics caught already; this catches the
-            // runtime's own, so a bug costs one connection, never the process.
-            let mut call = catch_unwind_future(Box::pin(self.clone().serve_call(send, recv)));
-            // A call whose request has fully arrived and whose handler answers at once is
-            // served right here, without a task of its own; the others get one. (Boxed, so
+            // runtime's own, so a bug costs one connection, never the process. (Boxed, so
             // spawning moves a pointer rather than the call's state.)
-            match std::future::poll_fn(|cx| Poll::Ready(Pin::new(&mut call).poll(cx))).await {
-                Poll::Ready(Ok(())) => {}
-                Poll::Ready(Err(panic)) => self.internal_error(&panic),
-                Poll::Pending => {
-                    let session = self.clone();
-                    tokio::spawn(async move {
-                        if let Err(panic) = call.await {
-                            session.internal_error(&panic);
-                        }
-                    });
+            let mut call = catch_unwind_future(Box::pin(self.clone().serve_call(send, recv)));
+            if inline {
+                match std::future::poll_fn(|cx| Poll::Ready(Pin::new(&mut call).poll(cx))).await {
+                    Poll::Ready(Ok(())) => continue,
+                    Poll::Ready(Err(panic)) => {
+                        self.internal_error(&panic);
+                        continue;
+                    }
+                    Poll::Pending => {}
                 }
             }
+            let session = self.clone();
+            tokio::spawn(async move {
+                if let Err(panic) = call.await {
+                    session.internal_error(&panic);
+                }
+            });
         }
     }
 

@@ -414,3 +414,48 @@ async fn a_timeout_of_duration_max_means_no_deadline() {
     let answer = within(p.to_client.request_with("deadline", Bytes::new(), &options)).await;
     assert_eq!(answer.unwrap(), "false");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_handler_busy_before_its_first_await_does_not_hold_up_other_calls() {
+    // The "busy" handler blocks its thread, before any await, until the test lets it go: a
+    // call that only got in after it would never be answered while it blocks.
+    let (started_tx, started_rx) = std::sync::mpsc::channel::<()>();
+    let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
+    let started_tx = Arc::new(std::sync::Mutex::new(started_tx));
+    let release_rx = Arc::new(std::sync::Mutex::new(release_rx));
+    let p = pair(
+        Server::builder().routes(move |r| {
+            r.rpc("busy", move |_, _| {
+                let started = started_tx.clone();
+                let release = release_rx.clone();
+                async move {
+                    started.lock().unwrap().send(()).unwrap();
+                    let _ = release.lock().unwrap().recv_timeout(WAIT);
+                    Ok(Bytes::new())
+                }
+            });
+            r.rpc(
+                "fast",
+                |_, _| async move { Ok(Bytes::from_static(b"fast")) },
+            );
+        }),
+        Client::builder(),
+    )
+    .await;
+    let busy = tokio::spawn({
+        let s = p.to_server.clone();
+        async move { s.request("busy", Bytes::new()).await }
+    });
+    tokio::task::spawn_blocking(move || started_rx.recv_timeout(WAIT))
+        .await
+        .unwrap()
+        .expect("the busy handler started");
+    let fast = tokio::time::timeout(WAIT / 2, p.to_server.request("fast", Bytes::new())).await;
+    release_tx.send(()).unwrap();
+    assert_eq!(
+        fast.expect("the fast call waited for the busy one")
+            .unwrap(),
+        "fast"
+    );
+    within(busy).await.unwrap().unwrap();
+}
