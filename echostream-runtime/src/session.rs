@@ -24,7 +24,7 @@ use crate::early::{EarlyData, Handshake, handshake_complete};
 use crate::endpoint::{Shared, Side};
 use crate::error::CloseReason;
 use crate::io::{FrameReader, ReadFrameError, status_from_stream_code, status_from_write};
-use crate::keepalive::{self, PongSample, RttEstimator};
+use crate::keepalive::{self, PingsInFlight, PongSample, RttEstimator};
 use crate::panic::catch_unwind_future;
 use crate::proto::v1::{
     ErrorCode, EventPack, Frame, GoAway, RpcRequest, RpcResponse, frame::Payload,
@@ -121,6 +121,8 @@ pub(crate) struct Start {
 
 /// What the pings measured.
 struct Timing {
+    /// The pings sent and not answered yet: only their pongs are samples.
+    pings: PingsInFlight,
     rtt: RttEstimator,
     last_pong: Option<PongSample>,
     sync: ClockSync,
@@ -230,6 +232,7 @@ impl Session {
                 next_call_id: AtomicU64::new(1),
                 next_stream_id: AtomicU64::new(1),
                 timing: Mutex::new(Timing {
+                    pings: PingsInFlight::default(),
                     rtt: RttEstimator::default(),
                     last_pong: None,
                     sync: ClockSync::new(config.clock_sync.clone()),
@@ -1373,10 +1376,21 @@ impl Session {
         true
     }
 
-    /// Takes in one completed ping/pong exchange: round trip and clock sample.
-    fn take_sample(&self, sample: PongSample) {
+    /// Takes in a pong arriving at `t4`: a round trip and clock sample if it answers a ping
+    /// this side sent, ignored otherwise (unsolicited, replayed, or inconsistent).
+    fn take_pong(&self, pong: &crate::proto::v1::Pong, t4: u64) {
         let now = self.inner.shared.clock.instant();
         let mut timing = self.inner.timing();
+        let max_rtt = self.inner.shared.config.idle_timeout;
+        let Some(sample) = timing.pings.answer(pong, t4, max_rtt) else {
+            drop(timing);
+            tracing::debug!(
+                session = self.id(),
+                t1 = pong.t1,
+                "a pong that answers no ping in flight, or with inconsistent timestamps; ignored"
+            );
+            return;
+        };
         timing.rtt.update(sample.round_trip());
         timing.last_pong = Some(sample);
         match timing
@@ -1456,10 +1470,7 @@ impl Session {
                     };
                     let _ = self.inner.control.push(pong, 0);
                 }
-                Some(Payload::Pong(pong)) => {
-                    let sample = PongSample::new(&pong, clock.now_micros());
-                    self.take_sample(sample);
-                }
+                Some(Payload::Pong(pong)) => self.take_pong(&pong, clock.now_micros()),
                 Some(Payload::GoAway(go_away)) => {
                     tracing::info!(session = self.id(), reason = %go_away.reason, "the peer is going away");
                     self.inner.peer_going_away.store(true, Relaxed);
@@ -1503,7 +1514,10 @@ impl Session {
                 // A ping's origin and a pong's transmit time are when they are written, not
                 // when they were queued.
                 match &mut frame.payload {
-                    Some(Payload::Ping(ping)) => ping.t1 = clock.now_micros(),
+                    Some(Payload::Ping(ping)) => {
+                        ping.t1 = clock.now_micros();
+                        self.inner.timing().pings.sent(ping.t1);
+                    }
                     Some(Payload::Pong(pong)) => pong.t3 = clock.now_micros(),
                     _ => {}
                 }

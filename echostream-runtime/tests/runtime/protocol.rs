@@ -13,7 +13,7 @@ use echostream_runtime::{Client, Config, Error, Plugin, Server, Session};
 use prost::Message;
 use quinn::ConnectionError;
 
-use crate::common::{connect, eventually, server_tls, within};
+use crate::common::{WAIT, connect, eventually, server_tls, within};
 
 /// Records why incoming connections were refused.
 #[derive(Clone, Default)]
@@ -462,4 +462,70 @@ async fn a_datagram_stream_to_an_endpoint_without_datagrams_is_refused() {
         Some(quinn::VarInt::from_u32(9)),
         "FAILED_PRECONDITION"
     );
+}
+
+/// Reads the next length-prefixed frame from `recv`, buffering in `buf`.
+async fn next_frame(recv: &mut quinn::RecvStream, buf: &mut Vec<u8>) -> Frame {
+    loop {
+        let mut slice = &buf[..];
+        if let Ok(len) = prost::decode_length_delimiter(&mut slice) {
+            let prefix = buf.len() - slice.len();
+            if slice.len() >= len {
+                let frame = Frame::decode(&slice[..len]).unwrap();
+                buf.drain(..prefix + len);
+                return frame;
+            }
+        }
+        let chunk = within(recv.read_chunk(1 << 16, true))
+            .await
+            .unwrap()
+            .expect("the stream goes on");
+        buf.extend_from_slice(&chunk.bytes);
+    }
+}
+
+#[tokio::test]
+async fn a_pong_that_answers_no_ping_is_ignored() {
+    use echostream_runtime::proto::v1::Pong;
+    let server = echo_server(Refusals::default(), Config::new()).await;
+    let conn = raw_connect(&server, b"echostream/1").await.unwrap();
+    let mut control = send_hello(&conn, 1).await;
+    // Unsolicited: it answers no ping, and its timestamps would make a round trip of decades.
+    let forged = Frame {
+        metadata: Default::default(),
+        payload: Some(Payload::Pong(Pong {
+            t1: 0,
+            t2: 0,
+            t3: 0,
+        })),
+    };
+    within(control.write_all(&wire(&forged))).await.unwrap();
+    let session = crate::common::server_session(&server).await;
+    // Answer the server's first ping honestly, after the forged pong.
+    let mut peer_control = within(conn.accept_uni()).await.unwrap();
+    let mut kind = [0u8; 1];
+    within(peer_control.read_exact(&mut kind)).await.unwrap();
+    let mut buf = Vec::new();
+    let ping = loop {
+        if let Some(Payload::Ping(ping)) = next_frame(&mut peer_control, &mut buf).await.payload {
+            break ping;
+        }
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_micros() as u64;
+    let answer = Frame {
+        metadata: Default::default(),
+        payload: Some(Payload::Pong(Pong {
+            t1: ping.t1,
+            t2: now,
+            t3: now,
+        })),
+    };
+    within(control.write_all(&wire(&answer))).await.unwrap();
+    eventually("the honest pong is taken", || session.last_pong().is_some()).await;
+    assert_eq!(session.last_pong().unwrap().t1, ping.t1);
+    let rtt = session.rtt().expect("a round trip");
+    assert!(rtt < WAIT, "the forged pong counted: {rtt:?}");
 }
