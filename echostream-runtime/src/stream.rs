@@ -15,6 +15,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use prost::Message;
 use quinn::{SendStream, VarInt, WriteError};
 
 use crate::call::{CallContext, CallKind, Metadata};
@@ -289,6 +290,12 @@ impl StreamSender {
     /// exceeds the peer's limit, the peer's refusal of the stream (`NOT_FOUND` for a name
     /// without handler), `UNAVAILABLE` once the session is closed, `CANCELLED` after
     /// `finish`.
+    ///
+    /// Outbound middleware runs after `send` returned, and may grow a frame (metadata, a
+    /// changed payload). A frame so grown past what the peer accepts is dropped and counted,
+    /// never sent to close the connection: on a datagram stream `send` returns
+    /// `RESOURCE_EXHAUSTED` for it at once; on a reliable stream the frames before it are
+    /// delivered, the stream is finished there, and later sends fail `RESOURCE_EXHAUSTED`.
     pub async fn send_at(&self, timestamp: u64, data: Bytes) -> Result<(), Status> {
         let out = &*self.out;
         match &out.lane {
@@ -616,7 +623,12 @@ impl Writer {
                 encoder.put_byte(STREAM_STREAM);
                 encoder.encode(open, &mut chunks);
             }
-            let count = batch.len();
+            // Middleware may grow a frame (metadata) past what the peer accepts, and the peer
+            // would close the connection for it: such a frame is dropped, the frames before it
+            // are delivered, the stream is finished there and later sends fail.
+            let max = session.peer_max_frame_size();
+            let mut written = 0u64;
+            let mut oversize = None;
             for pending in batch.drain(..) {
                 let seq = next_seq + pending.gap;
                 next_seq = seq + 1;
@@ -630,8 +642,19 @@ impl Writer {
                     })),
                 };
                 match session.outbound(frame).await {
-                    Ok(Some(frame)) => {
-                        encoder.encode(frame, &mut chunks);
+                    Ok(Some(frame)) if oversize.is_none() => {
+                        let size = frame.encoded_len();
+                        if size > max {
+                            oversize = Some((1, oversize_status(&session, id, size, max)));
+                        } else {
+                            encoder.encode(frame, &mut chunks);
+                            written += 1;
+                        }
+                    }
+                    Ok(Some(_)) => {
+                        if let Some((unsent, _)) = oversize.as_mut() {
+                            *unsent += 1;
+                        }
                     }
                     Ok(None) => {}
                     Err(status) => {
@@ -646,21 +669,29 @@ impl Writer {
             session.inner.datagrams.note_stream_write();
             match stream.write_all_chunks(&mut chunks).await {
                 Ok(()) => match out.upgrade() {
-                    Some(out) => out.count_sent(count as u64),
+                    Some(out) => out.count_sent(written),
                     None => {
                         session
                             .inner
                             .counters
                             .stream_frames_sent
-                            .fetch_add(count as u64, Relaxed);
+                            .fetch_add(written, Relaxed);
                     }
                 },
                 Err(WriteError::Stopped(code)) => {
-                    break Some((count, status_from_stream_code(code, "stream refused")));
+                    break Some((
+                        written as usize,
+                        status_from_stream_code(code, "stream refused"),
+                    ));
                 }
-                Err(_) => break Some((count, session.unavailable())),
+                Err(_) => break Some((written as usize, session.unavailable())),
             }
             chunks.clear();
+            if let Some((unsent, status)) = oversize {
+                // Finished, not reset: the frames written before it still arrive.
+                let _ = stream.finish();
+                break Some((unsent, status));
+            }
         };
         match failure {
             None => {
@@ -684,6 +715,21 @@ impl Writer {
             }
         }
     }
+}
+
+/// Why a stream frame grown to `size` bytes by outbound middleware cannot be sent.
+fn oversize_status(session: &Session, id: u64, size: usize, max: usize) -> Status {
+    tracing::warn!(
+        session = session.id(),
+        stream = id,
+        size,
+        max,
+        "outbound middleware grew a stream frame past the peer's limit; the stream fails"
+    );
+    Status::resource_exhausted(format!(
+        "a frame of stream {id} is {size} bytes after outbound middleware, over the peer's limit \
+         of {max} bytes: dropped, and the stream failed"
+    ))
 }
 
 /// Where a received stream's frames come from.

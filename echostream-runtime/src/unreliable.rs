@@ -680,6 +680,18 @@ async fn prepare(
         }
         None => return Ok(None),
     };
+    // The peer reassembles at most the announced max_frame_bytes and would drop a larger frame
+    // uncounted on this side: a frame grown by middleware is refused here, to its sender.
+    if frame.data.len() > out.max_frame_bytes() {
+        out.count_dropped(1);
+        return Err(Status::resource_exhausted(format!(
+            "frame {seq} of stream {} is {} bytes after outbound middleware, over its \
+             max_frame_bytes ({} bytes): dropped",
+            out.name(),
+            frame.data.len(),
+            out.max_frame_bytes()
+        )));
+    }
     let id = FrameId {
         stream_id: frame.stream_id,
         seq: frame.seq,
