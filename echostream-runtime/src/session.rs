@@ -43,6 +43,9 @@ const ACCEPT_BUDGET: u32 = 16;
 /// Most frames a writer task takes from its queue for one vectored write.
 const WRITE_BATCH: usize = 64;
 
+/// How long a graceful shutdown waits, after closing the connection, for the close to be sent.
+pub(crate) const CLOSE_LINGER: Duration = Duration::from_secs(1);
+
 /// Far enough ahead to mean "never" for a timer (a keepalive interval of `Duration::MAX`).
 const FAR_FUTURE: Duration = Duration::from_secs(100 * 365 * 86_400);
 
@@ -85,6 +88,9 @@ pub(crate) struct Inner {
     inflight: AtomicUsize,
     drained: Notify,
     events: Arc<OutQueue<Frame>>,
+    /// Set once the events writer is done: after a graceful close, once the peer acknowledged
+    /// every event written.
+    events_flushed: watch::Sender<bool>,
     control: Arc<OutQueue<Frame>>,
     pub(crate) streams: Mutex<HashMap<u64, Weak<StreamOut>>>,
     /// The peer's streams being received, by id.
@@ -242,6 +248,7 @@ impl Session {
                 inflight: AtomicUsize::new(0),
                 drained: Notify::new(),
                 events: Arc::new(OutQueue::new(config.event_queue)),
+                events_flushed: watch::channel(false).0,
                 control: Arc::new(OutQueue::new(crate::queue::QueueLimits {
                     frames: 64,
                     bytes: 64 * 1024,
@@ -848,6 +855,55 @@ impl Session {
             }
             result
         }))
+    }
+
+    /// Closes the session gracefully: sends the peer a go-away (it makes no new calls; calls
+    /// that still arrive are answered `UNAVAILABLE`), waits up to `grace` for the peer's calls
+    /// being served to finish and for the events already emitted to be delivered (the peer
+    /// acknowledged them), then closes the connection with `SHUTDOWN` and waits briefly for the
+    /// close to be sent. Events emitted after it started fail `UNAVAILABLE`; events still
+    /// unsent when `grace` runs out are counted in [`SessionStats::events_dropped`]. A `grace`
+    /// too long to represent (`Duration::MAX`) waits as long as it takes.
+    ///
+    /// For an immediate close, see [`Session::close`]; `Server::shutdown` does this for every
+    /// session of a server at once.
+    pub async fn shutdown(&self, grace: Duration) {
+        let deadline = Instant::now().checked_add(grace);
+        self.shutdown_by(deadline, "session shut down").await;
+    }
+
+    /// [`Session::shutdown`] with an absolute deadline (`None`: no deadline).
+    pub(crate) async fn shutdown_by(&self, deadline: Option<Instant>, reason: &str) {
+        self.go_away(reason);
+        let graceful = async {
+            self.drained().await;
+            self.flush_events().await;
+        };
+        let in_time = match deadline {
+            Some(deadline) => tokio::time::timeout_at(deadline, graceful).await.is_ok(),
+            None => {
+                graceful.await;
+                true
+            }
+        };
+        if !in_time {
+            tracing::warn!(
+                session = self.id(),
+                calls = self.calls_in_flight(),
+                "grace period over; cancelling the calls still in flight and dropping unsent events"
+            );
+        }
+        self.close_with(protocol::close_code(ErrorCode::Shutdown), reason);
+        let _ = tokio::time::timeout(CLOSE_LINGER, self.closed()).await;
+    }
+
+    /// Stops taking events and waits until the ones queued are written, the events stream is
+    /// finished, and the peer has acknowledged all of it.
+    async fn flush_events(&self) {
+        self.inner.events.close();
+        let mut flushed = self.inner.events_flushed.subscribe();
+        // The sender lives in `inner`, which `self` keeps alive: waiting cannot fail.
+        let _ = flushed.wait_for(|done| *done).await;
     }
 
     /// Sends a go-away and refuses the peer's new calls from now on.
@@ -1533,44 +1589,67 @@ impl Session {
         }
     }
 
-    /// Writes queued events to this side's events stream, opened with the first event.
+    /// Writes queued events to this side's events stream, opened with the first event. Once
+    /// the queue is closed and drained (a graceful shutdown), finishes the stream and waits for
+    /// the peer to acknowledge it; then marks the events flushed.
     async fn write_events(self) {
         let queue = self.inner.events.clone();
         let mut batch = Vec::new();
         let mut chunks = Vec::new();
         let mut encoder = Encoder::new();
         let mut send: Option<SendStream> = None;
+        let mut drained = true;
         while queue.pop_batch(&mut batch, WRITE_BATCH).await {
-            if send.is_none() {
-                // Events are not replay-safe: they never travel as early data.
-                if !self.inner.handshake.wait().await {
-                    break;
-                }
-                match self.inner.conn.open_uni().await {
-                    Ok(stream) => send = Some(stream),
-                    Err(_) => break,
-                }
-                encoder.put_byte(STREAM_EVENTS);
-            }
             let count = batch.len() as u64;
+            let stream = match send.as_mut() {
+                Some(stream) => stream,
+                None => {
+                    // Events are not replay-safe: they never travel as early data.
+                    let opened = if self.inner.handshake.wait().await {
+                        self.inner.conn.open_uni().await.ok()
+                    } else {
+                        None
+                    };
+                    let Some(stream) = opened else {
+                        // The batch taken is lost with the connection: counted, as the rest.
+                        self.drop_events(count, "the events stream cannot be opened");
+                        batch.clear();
+                        drained = false;
+                        break;
+                    };
+                    encoder.put_byte(STREAM_EVENTS);
+                    send.insert(stream)
+                }
+            };
             for frame in batch.drain(..) {
                 encoder.encode(frame, &mut chunks);
             }
             encoder.flush(&mut chunks);
-            let Some(stream) = send.as_mut() else { break };
             self.inner.datagrams.note_stream_write();
             if stream.write_all_chunks(&mut chunks).await.is_err() {
-                self.inner.counters.events_dropped.fetch_add(count, Relaxed);
+                self.drop_events(count, "the connection is lost");
+                drained = false;
                 break;
             }
             self.inner.counters.events_sent.fetch_add(count, Relaxed);
             chunks.clear();
         }
         let lost = queue.close_and_clear();
-        self.inner
-            .counters
-            .events_dropped
-            .fetch_add(lost as u64, Relaxed);
+        if lost > 0 {
+            self.drop_events(lost as u64, "the session closed");
+        }
+        if drained && let Some(mut stream) = send {
+            let _ = stream.finish();
+            // Resolves once the peer acknowledged everything (or the connection is gone).
+            let _ = stream.stopped().await;
+        }
+        self.inner.events_flushed.send_replace(true);
+    }
+
+    /// Counts `count` events emitted here that will never be sent, and says why.
+    fn drop_events(&self, count: u64, why: &str) {
+        self.inner.counters.events_dropped.fetch_add(count, Relaxed);
+        tracing::debug!(session = self.id(), count, why, "events dropped");
     }
 }
 

@@ -474,3 +474,85 @@ async fn a_panicking_plugin_does_not_stop_the_others_or_the_session() {
     .await;
     assert!(p.server.sessions().is_empty());
 }
+
+/// A client that records the sizes of the "bye" events it receives.
+fn bye_recorder(tx: mpsc::UnboundedSender<usize>) -> impl FnOnce(&mut Router) {
+    move |r: &mut Router| {
+        r.event("bye", move |_, e| {
+            let tx = tx.clone();
+            async move {
+                let _ = tx.send(e.data.len());
+            }
+        });
+    }
+}
+
+#[tokio::test]
+async fn graceful_shutdown_delivers_the_events_emitted_before_it() {
+    // Large events take many round trips to deliver: closing at once would discard them.
+    for _ in 0..3 {
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let p = pair(
+            Server::builder(),
+            Client::builder().routes(bye_recorder(tx)),
+        )
+        .await;
+        let big = Bytes::from(vec![0u8; 512 * 1024]);
+        let sent = p.server.sessions().broadcast("bye", big.clone()).await;
+        assert_eq!(sent.sent, 1);
+        within(p.to_client.emit("bye", Bytes::from_static(b"last")))
+            .await
+            .unwrap();
+        within(p.server.shutdown(Duration::from_secs(5))).await;
+        assert_eq!(within(rx.recv()).await, Some(512 * 1024));
+        assert_eq!(within(rx.recv()).await, Some(4));
+        assert_eq!(p.to_client.stats().events_dropped, 0);
+        let reason = within(p.to_server.closed()).await;
+        assert_eq!(reason.code(), Some(ErrorCode::Shutdown as u64), "{reason}");
+    }
+}
+
+#[tokio::test]
+async fn a_client_session_shuts_down_gracefully_too() {
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let (calls_tx, mut calls_rx) = mpsc::unbounded_channel();
+    let p = pair(
+        Server::builder().routes(move |r| {
+            bye_recorder(tx)(r);
+            slow(r, calls_tx);
+        }),
+        Client::builder().routes(|r| {
+            r.rpc("echo", |_, req| async move { Ok(req.data) });
+        }),
+    )
+    .await;
+    let call = tokio::spawn({
+        let s = p.to_server.clone();
+        async move { s.request("slow", Bytes::new()).await }
+    });
+    within(calls_rx.recv()).await.unwrap();
+    within(p.to_server.emit("bye", Bytes::from(vec![1u8; 256 * 1024])))
+        .await
+        .unwrap();
+    // The client leaves: the server hears the go-away and stops calling it; events sent get
+    // there; the client's own call in flight is the server's to answer (closing cuts it).
+    let shutdown = tokio::spawn({
+        let s = p.to_server.clone();
+        async move { s.shutdown(Duration::from_secs(5)).await }
+    });
+    eventually("the server hears the go-away", || {
+        p.to_client
+            .request("echo", Bytes::new())
+            .now_or_never_unavailable()
+    })
+    .await;
+    within(shutdown).await.unwrap();
+    assert_eq!(within(rx.recv()).await, Some(256 * 1024));
+    let err = within(p.to_server.emit("bye", Bytes::new()))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::Unavailable);
+    let reason = within(p.to_client.closed()).await;
+    assert_eq!(reason.code(), Some(ErrorCode::Shutdown as u64), "{reason}");
+    let _ = within(call).await.unwrap();
+}
