@@ -298,7 +298,14 @@ impl Session {
                 tokio::spawn(session.clone().write_control(control_send));
             }
         }
-        tokio::spawn(session.clone().write_events());
+        // The events stream takes its stream id now, before the application can open named
+        // streams: they could otherwise use up the peer's credit and hold events back.
+        let events_stream = if session.inner.handshake.is_confirmed() {
+            open_uni_now(&session.inner.conn)
+        } else {
+            None
+        };
+        tokio::spawn(session.clone().write_events(events_stream));
         if config_datagrams {
             tokio::spawn(crate::unreliable::receive(session.clone()));
         }
@@ -1589,59 +1596,50 @@ impl Session {
         }
     }
 
-    /// Writes queued events to this side's events stream, opened with the first event. Once
-    /// the queue is closed and drained (a graceful shutdown), finishes the stream and waits for
-    /// the peer to acknowledge it; then marks the events flushed.
-    async fn write_events(self) {
+    /// Writes queued events to this side's events stream: `opened` when the session started,
+    /// else opened as soon as the handshake allows, so that named streams cannot take all of
+    /// the peer's stream credit first. Once the queue is closed and drained (a graceful
+    /// shutdown), finishes the stream and waits for the peer to acknowledge it; then marks the
+    /// events flushed.
+    async fn write_events(self, opened: Option<SendStream>) {
         let queue = self.inner.events.clone();
-        let mut batch = Vec::new();
-        let mut chunks = Vec::new();
-        let mut encoder = Encoder::new();
-        let mut send: Option<SendStream> = None;
-        let mut drained = true;
-        while queue.pop_batch(&mut batch, WRITE_BATCH).await {
-            let count = batch.len() as u64;
-            let stream = match send.as_mut() {
-                Some(stream) => stream,
-                None => {
-                    // Events are not replay-safe: they never travel as early data.
-                    let opened = if self.inner.handshake.wait().await {
-                        self.inner.conn.open_uni().await.ok()
-                    } else {
-                        None
-                    };
-                    let Some(stream) = opened else {
-                        // The batch taken is lost with the connection: counted, as the rest.
-                        self.drop_events(count, "the events stream cannot be opened");
-                        batch.clear();
-                        drained = false;
-                        break;
-                    };
-                    encoder.put_byte(STREAM_EVENTS);
-                    send.insert(stream)
+        let stream = match opened {
+            Some(stream) => Some(stream),
+            // Events are not replay-safe: they never travel as early data.
+            None if self.inner.handshake.wait().await => self.inner.conn.open_uni().await.ok(),
+            None => None,
+        };
+        if let Some(mut stream) = stream {
+            let mut batch = Vec::new();
+            let mut chunks = Vec::new();
+            let mut encoder = Encoder::new();
+            encoder.put_byte(STREAM_EVENTS);
+            let mut drained = true;
+            while queue.pop_batch(&mut batch, WRITE_BATCH).await {
+                let count = batch.len() as u64;
+                for frame in batch.drain(..) {
+                    encoder.encode(frame, &mut chunks);
                 }
-            };
-            for frame in batch.drain(..) {
-                encoder.encode(frame, &mut chunks);
+                encoder.flush(&mut chunks);
+                self.inner.datagrams.note_stream_write();
+                if stream.write_all_chunks(&mut chunks).await.is_err() {
+                    // The batch taken is lost with the connection: counted, as the rest.
+                    self.drop_events(count, "the connection is lost");
+                    drained = false;
+                    break;
+                }
+                self.inner.counters.events_sent.fetch_add(count, Relaxed);
+                chunks.clear();
             }
-            encoder.flush(&mut chunks);
-            self.inner.datagrams.note_stream_write();
-            if stream.write_all_chunks(&mut chunks).await.is_err() {
-                self.drop_events(count, "the connection is lost");
-                drained = false;
-                break;
+            if drained {
+                let _ = stream.finish();
+                // Resolves once the peer acknowledged everything (or the connection is gone).
+                let _ = stream.stopped().await;
             }
-            self.inner.counters.events_sent.fetch_add(count, Relaxed);
-            chunks.clear();
         }
         let lost = queue.close_and_clear();
         if lost > 0 {
             self.drop_events(lost as u64, "the session closed");
-        }
-        if drained && let Some(mut stream) = send {
-            let _ = stream.finish();
-            // Resolves once the peer acknowledged everything (or the connection is gone).
-            let _ = stream.stopped().await;
         }
         self.inner.events_flushed.send_replace(true);
     }
@@ -1749,6 +1747,16 @@ where
         outcome = handled => Ended::Answered(outcome),
         _ = stopped => Ended::Stopped,
         _ = expired => Ended::Expired,
+    }
+}
+
+/// Opens a unidirectional stream if the peer's credit allows it right now, without waiting.
+fn open_uni_now(conn: &Connection) -> Option<SendStream> {
+    let mut open = std::pin::pin!(conn.open_uni());
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    match open.as_mut().poll(&mut cx) {
+        Poll::Ready(Ok(stream)) => Some(stream),
+        _ => None,
     }
 }
 

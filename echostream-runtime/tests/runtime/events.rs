@@ -208,6 +208,20 @@ async fn open_media(session: &Session) -> Vec<echostream_runtime::StreamSender> 
 }
 
 #[tokio::test]
+async fn events_are_not_starved_of_stream_credit_by_named_streams() {
+    let events = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let p = one_stream_server(events.clone()).await;
+    let _streams = open_media(&p.to_server).await;
+    within(p.to_server.emit("tick", Bytes::from_static(b"1")))
+        .await
+        .unwrap();
+    eventually("the event arrives while the streams stay open", || {
+        events.load(std::sync::atomic::Ordering::SeqCst) == 1
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn every_event_emitted_is_counted_sent_or_dropped_when_the_session_closes() {
     let events = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let p = one_stream_server(events).await;
