@@ -53,12 +53,42 @@ const FAR_FUTURE: Duration = Duration::from_secs(100 * 365 * 86_400);
 /// the peer, and which handlers receive to learn who called.
 ///
 /// Cheap to clone (a reference count); all clones are the same session. A session lives until
-/// it is closed: by [`Session::close`], by the peer, by its endpoint's shutdown, or when the
-/// peer goes silent for the idle timeout. Once closed, every call in flight fails at once with
-/// `UNAVAILABLE`, and so does every later call.
+/// it is closed: by [`Session::close`] or [`Session::shutdown`], by the peer, by its endpoint's
+/// shutdown, or when the peer goes silent for the idle timeout. Once closed, every call in
+/// flight fails at once with `UNAVAILABLE`, and so does every later call.
+///
+/// A client's session also closes (with code 0, "session dropped") once the application holds
+/// no handle to it any more, as a quinn `Connection` does: the handle `Client::connect`
+/// returned and its clones, those `Client::sessions()` gives out, and the stream senders opened
+/// on it. (The session a handler receives does not count: keep a clone of one of those.) A
+/// server's sessions belong to the server, until they or it close.
 #[derive(Clone)]
 pub struct Session {
     pub(crate) inner: Arc<Inner>,
+    /// On the application's handles of a client session: the last one dropped closes it.
+    #[expect(dead_code, reason = "held only for its Drop, which closes the session")]
+    owner: Option<Arc<Owner>>,
+}
+
+/// Closes a client session when the application's last handle to it is dropped.
+struct Owner {
+    inner: Arc<Inner>,
+}
+
+impl Drop for Owner {
+    fn drop(&mut self) {
+        let session = Session {
+            inner: self.inner.clone(),
+            owner: None,
+        };
+        if !session.is_closed() {
+            tracing::debug!(
+                session = session.id(),
+                "the application dropped the session; closing it"
+            );
+            session.close_with(VarInt::from_u32(0), "session dropped");
+        }
+    }
 }
 
 pub(crate) struct Inner {
@@ -107,6 +137,8 @@ pub(crate) struct Inner {
     closing: AtomicBool,
     close_reason: OnceLock<CloseReason>,
     closed: watch::Sender<bool>,
+    /// The owner of a client session's application handles, while one lives.
+    owner: OnceLock<Weak<Owner>>,
 }
 
 /// What a client does with a server's hello: remember it for the next 0-RTT connection.
@@ -263,8 +295,10 @@ impl Session {
                 closing: AtomicBool::new(false),
                 close_reason: OnceLock::new(),
                 closed: watch::channel(false).0,
+                owner: OnceLock::new(),
                 shared,
             }),
+            owner: None,
         };
         session.inner.shared.sessions.insert(&session);
         tracing::info!(
@@ -309,10 +343,42 @@ impl Session {
         if config_datagrams {
             tokio::spawn(crate::unreliable::receive(session.clone()));
         }
+        // The handle for the application (and the plugins): on a client, it owns the session.
+        let session = match session.inner.shared.side {
+            Side::Client => {
+                let owner = Arc::new(Owner {
+                    inner: session.inner.clone(),
+                });
+                let _ = session.inner.owner.set(Arc::downgrade(&owner));
+                Session {
+                    inner: session.inner.clone(),
+                    owner: Some(owner),
+                }
+            }
+            Side::Server => session,
+        };
         crate::plugin::notify(&session.inner.shared.plugins, "on_new_session", |p| {
             p.on_new_session(&session)
         });
         session
+    }
+
+    /// A handle for the runtime's own tasks and registries: it does not keep a client session
+    /// open.
+    pub(crate) fn detached(&self) -> Session {
+        Session {
+            inner: self.inner.clone(),
+            owner: None,
+        }
+    }
+
+    /// A handle for the application: on a client session, one that keeps it open (if an
+    /// application handle is still alive; else the session is closing anyway).
+    pub(crate) fn attached(&self) -> Session {
+        Session {
+            inner: self.inner.clone(),
+            owner: self.inner.owner.get().and_then(Weak::upgrade),
+        }
     }
 
     /// The session's id, unique among the sessions of its endpoint.

@@ -575,7 +575,7 @@ pub(crate) async fn open(
         .insert(id, Arc::downgrade(&out));
     if let Some((queue, aborted, open)) = writer {
         let writer = Writer {
-            session: session.clone(),
+            session: session.detached(),
             out: Arc::downgrade(&out),
             queue,
             aborted,

@@ -165,7 +165,7 @@ pub(crate) async fn open(
         state,
     };
     let announcement = Announcement {
-        session: session.clone(),
+        session: session.detached(),
         id,
         failed,
         states,
@@ -539,7 +539,7 @@ impl Datagrams {
         tx.waiting.push_back(frame);
         drop(tx);
         if !self.pacing.swap(true, Relaxed) {
-            tokio::spawn(pace(session.clone()));
+            tokio::spawn(pace(session.detached()));
         }
         self.wake.notify_one();
         Ok(())

@@ -556,3 +556,61 @@ async fn a_client_session_shuts_down_gracefully_too() {
     assert_eq!(reason.code(), Some(ErrorCode::Shutdown as u64), "{reason}");
     let _ = within(call).await.unwrap();
 }
+
+#[tokio::test]
+async fn a_client_session_closes_when_the_application_drops_it() {
+    let p = pair(Server::builder(), Client::builder()).await;
+    let crate::common::Pair {
+        server,
+        client,
+        to_server,
+        to_client,
+    } = p;
+    // Handles from the registry and clones keep it open; dropping the last one closes it.
+    let from_registry = client.sessions().list().pop().unwrap();
+    let clone = to_server.clone();
+    drop(to_server);
+    drop(from_registry);
+    assert!(!clone.is_closed());
+    drop(clone);
+    let reason = within(to_client.closed()).await;
+    assert_eq!(reason.code(), Some(0), "{reason}");
+    eventually("both sides forget it", || {
+        server.sessions().is_empty() && client.sessions().is_empty()
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn an_open_stream_sender_keeps_its_client_session_open() {
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let p = pair(
+        Server::builder().routes(move |r| {
+            r.stream("s", move |_, _, frame| {
+                let tx = tx.clone();
+                async move {
+                    let _ = tx.send(frame.payload.len());
+                }
+            });
+        }),
+        Client::builder(),
+    )
+    .await;
+    let stream = within(p.to_server.open_stream("s", Default::default()))
+        .await
+        .unwrap();
+    let crate::common::Pair {
+        server: _server,
+        to_server,
+        to_client,
+        ..
+    } = p;
+    drop(to_server);
+    within(stream.send(Bytes::from_static(b"still here")))
+        .await
+        .unwrap();
+    assert_eq!(within(rx.recv()).await, Some(10));
+    assert!(!to_client.is_closed());
+    drop(stream);
+    within(to_client.closed()).await;
+}
