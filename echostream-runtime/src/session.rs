@@ -1348,7 +1348,18 @@ impl Session {
             let handled = ctx
                 .clone()
                 .scope(catch_unwind_future(handler.handle(self, event)));
-            if let Err(panic) = handled.await {
+            // A handler still running when the connection goes is cancelled: one stuck on a
+            // channel, a lock or a call to the gone peer must not keep the session alive.
+            let outcome = tokio::select! {
+                biased;
+                outcome = handled => outcome,
+                _ = self.inner.conn.closed() => {
+                    ctx.cancel();
+                    tracing::debug!(session = self.id(), event = %name, "event handler cancelled: the connection closed");
+                    return;
+                }
+            };
+            if let Err(panic) = outcome {
                 bump(&self.inner.counters.handler_panics);
                 tracing::error!(session = self.id(), event = %name, panic, "event handler panicked");
             }

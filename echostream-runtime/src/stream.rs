@@ -48,6 +48,9 @@ const LINGER_STEP: Duration = Duration::from_millis(10);
 /// How many frames of a burst a received stream takes in before it publishes its statistics.
 const PUBLISH_EVERY: u32 = 32;
 
+/// How long a stream handler's `on_end` may still run once the connection is closed.
+const ON_END_AFTER_CLOSE: Duration = Duration::from_secs(1);
+
 /// How long frames held in a jitter buffer may still play after their stream finished.
 const MAX_DRAIN: Duration = Duration::from_secs(2);
 
@@ -1030,7 +1033,12 @@ impl Receiver<'_> {
 
     async fn serve(&self, mut source: Source, mut playback: Playback) {
         let session = self.session;
-        if let Err(panic) = catch_unwind_future(self.handler.on_open(session, self.info)).await {
+        if let Some(Err(panic)) = self
+            .until_closed(catch_unwind_future(
+                self.handler.on_open(session, self.info),
+            ))
+            .await
+        {
             self.panicked("on_open", panic);
         }
         let mut drops_seen = (0, 0);
@@ -1086,9 +1094,39 @@ impl Receiver<'_> {
         }
         source.count_drops(&mut playback, &mut drops_seen);
         self.info.stats.set(playback.stats());
-        if let Err(panic) = catch_unwind_future(self.handler.on_end(session, self.info, end)).await
-        {
-            self.panicked("on_end", panic);
+        // `on_end` runs even after the connection is lost (to tell the handler so), for a
+        // little while.
+        let on_end = catch_unwind_future(self.handler.on_end(session, self.info, end));
+        let closed = async {
+            session.inner.conn.closed().await;
+            tokio::time::sleep(ON_END_AFTER_CLOSE).await;
+        };
+        tokio::select! {
+            biased;
+            ended = on_end => {
+                if let Err(panic) = ended {
+                    self.panicked("on_end", panic);
+                }
+            }
+            () = closed => {
+                self.ctx.cancel();
+                tracing::debug!(session = session.id(), stream = %self.info.name, "on_end cancelled: the connection is closed");
+            }
+        }
+    }
+
+    /// Runs a handler's future until it completes, or until the connection closes: then the
+    /// future is dropped, the stream's context cancelled, and `None` returned. A handler stuck
+    /// on a channel, a lock or a call to the gone peer must not keep the session alive.
+    async fn until_closed<F: std::future::Future>(&self, handler: F) -> Option<F::Output> {
+        tokio::select! {
+            biased;
+            output = handler => Some(output),
+            _ = self.session.inner.conn.closed() => {
+                self.ctx.cancel();
+                tracing::debug!(session = self.session.id(), stream = %self.info.name, "stream handler cancelled: the connection closed");
+                None
+            }
         }
     }
 
@@ -1129,16 +1167,15 @@ impl Receiver<'_> {
 
     /// Hands one frame to the handler.
     async fn play(&self, frame: Played<Bytes>) {
-        if let Err(panic) = self
+        let handled = self
             .ctx
             .clone()
             .scope(catch_unwind_future(self.handler.handle(
                 self.session,
                 self.info,
                 frame,
-            )))
-            .await
-        {
+            )));
+        if let Some(Err(panic)) = self.until_closed(handled).await {
             self.session
                 .inner
                 .counters

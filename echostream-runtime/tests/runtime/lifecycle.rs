@@ -614,3 +614,93 @@ async fn an_open_stream_sender_keeps_its_client_session_open() {
     drop(stream);
     within(to_client.closed()).await;
 }
+
+/// Sets a flag when dropped: stored in a session's state, it tells when the session is freed.
+struct DropFlag(Arc<std::sync::atomic::AtomicBool>);
+
+impl Drop for DropFlag {
+    fn drop(&mut self) {
+        self.0.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// Runs `stuck` (which makes the server run a handler that never returns), closes the client,
+/// and checks that the server's session is freed all the same.
+async fn a_stuck_handler_does_not_keep_a_closed_session(
+    router: impl FnOnce(&mut Router) + Send + 'static,
+    stuck: impl AsyncFnOnce(&Session),
+) {
+    let (tx, mut rx) = mpsc::unbounded_channel::<()>();
+    let p = pair(
+        Server::builder().routes(move |r| {
+            router(r);
+            r.rpc("ready", move |_, _| {
+                let _ = tx.send(());
+                async { Ok(Bytes::new()) }
+            });
+        }),
+        Client::builder(),
+    )
+    .await;
+    let freed = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    p.to_client.state().insert(DropFlag(freed.clone()));
+    stuck(&p.to_server).await;
+    within(p.to_server.request("ready", Bytes::new()))
+        .await
+        .unwrap();
+    within(rx.recv()).await.unwrap();
+    let crate::common::Pair {
+        server: _server,
+        to_server,
+        to_client,
+        ..
+    } = p;
+    to_server.close(0x100, "bye");
+    within(to_client.closed()).await;
+    drop(to_client);
+    eventually("the server frees the closed session", || {
+        freed.load(std::sync::atomic::Ordering::SeqCst)
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_stuck_event_handler_is_cancelled_when_the_connection_closes() {
+    let (started_tx, mut started) = mpsc::unbounded_channel::<()>();
+    a_stuck_handler_does_not_keep_a_closed_session(
+        move |r| {
+            r.event("stuck", move |_, _| {
+                let _ = started_tx.send(());
+                std::future::pending::<()>()
+            });
+        },
+        async |session| {
+            within(session.emit("stuck", Bytes::new())).await.unwrap();
+            within(started.recv()).await.unwrap();
+        },
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_stuck_stream_handler_is_cancelled_when_the_connection_closes() {
+    let (started_tx, mut started) = mpsc::unbounded_channel::<()>();
+    a_stuck_handler_does_not_keep_a_closed_session(
+        move |r| {
+            r.stream("stuck", move |_, _, _| {
+                let _ = started_tx.send(());
+                std::future::pending::<()>()
+            });
+        },
+        async |session| {
+            let stream = within(session.open_stream("stuck", Default::default()))
+                .await
+                .unwrap();
+            within(stream.send(Bytes::from_static(b"x"))).await.unwrap();
+            within(started.recv()).await.unwrap();
+            // Finishing it changes nothing: its handler is still stuck in `handle`.
+            drop(stream);
+        },
+    )
+    .await;
+}
