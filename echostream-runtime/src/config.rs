@@ -20,6 +20,7 @@ pub struct Config {
     pub(crate) max_frame_size: usize,
     pub(crate) max_concurrent_calls: u32,
     pub(crate) max_inbound_streams: u32,
+    pub(crate) max_incomplete_bytes: usize,
     pub(crate) event_queue: QueueLimits,
     pub(crate) stream_queue: QueueLimits,
     pub(crate) keepalive_interval: Duration,
@@ -41,6 +42,7 @@ impl Default for Config {
             max_frame_size: DEFAULT_MAX_FRAME_SIZE,
             max_concurrent_calls: 1024,
             max_inbound_streams: 256,
+            max_incomplete_bytes: 64 * 1024 * 1024,
             event_queue: QueueLimits {
                 frames: 4096,
                 bytes: 8 * 1024 * 1024,
@@ -91,11 +93,30 @@ impl Config {
         self
     }
 
-    /// Most named streams the peer may have open towards this side at once (default 256). Past
-    /// it, the peer's `open_stream` waits for one to end (QUIC stream credit).
+    /// Most named streams the peer may have open towards this side at once (default 256; QUIC
+    /// stream credit). Past it, the peer's `open_stream` still returns, but the new stream's
+    /// frames wait in its queue (and `send` fails `RESOURCE_EXHAUSTED` once the queue is full)
+    /// until one of its other streams ends.
     pub fn max_inbound_streams(mut self, streams: u32) -> Config {
         self.max_inbound_streams = streams.max(1);
         self
+    }
+
+    /// Most bytes of the peer's incomplete frames held per session (default 64 MiB, and never
+    /// less than two frames of `max_frame_size`): requests not fully received yet and frames of
+    /// named streams on their way. What a peer may pin by starting large frames and never
+    /// finishing them. A request that would go past it is refused with a reset
+    /// (`RESOURCE_EXHAUSTED`, counted in `calls_rejected`), a named stream is stopped with
+    /// `RESOURCE_EXHAUSTED`; the connection goes on.
+    pub fn max_incomplete_bytes(mut self, bytes: usize) -> Config {
+        self.max_incomplete_bytes = bytes;
+        self
+    }
+
+    /// The budget of incomplete frames' bytes per session.
+    pub(crate) fn incomplete_frame_budget(&self) -> usize {
+        self.max_incomplete_bytes
+            .max(self.max_frame_size.saturating_mul(2))
     }
 
     /// Bound of each session's outbound event queue (default 4096 events or 8 MiB); `emit` fails

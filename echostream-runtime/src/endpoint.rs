@@ -325,6 +325,12 @@ pub(crate) async fn establish(
                     format!("the control stream failed: {e}"),
                 ));
             }
+            // (The control stream's reader has no budget.)
+            Err(ReadFrameError::OverBudget { limit }) => {
+                return Err(Error::Protocol(format!(
+                    "the hello exceeds the budget of {limit} bytes"
+                )));
+            }
         };
         let peer = match protocol::check_hello(hello, crate::codec::DEFAULT_MAX_FRAME_SIZE) {
             Ok(peer) => peer,

@@ -117,6 +117,8 @@ pub(crate) struct Inner {
     pub(crate) counters: Counters,
     inflight: AtomicUsize,
     drained: Notify,
+    /// Bytes of the peer's incomplete requests and stream frames held, and their limit.
+    pub(crate) budget: Arc<crate::io::Budget>,
     events: Arc<OutQueue<Frame>>,
     /// Set once the events writer is done: after a graceful close, once the peer acknowledged
     /// every event written.
@@ -279,6 +281,7 @@ impl Session {
                 counters: Counters::default(),
                 inflight: AtomicUsize::new(0),
                 drained: Notify::new(),
+                budget: Arc::new(crate::io::Budget::new(config.incomplete_frame_budget())),
                 events: Arc::new(OutQueue::new(config.event_queue)),
                 events_flushed: watch::channel(false).0,
                 control: Arc::new(OutQueue::new(crate::queue::QueueLimits {
@@ -520,7 +523,10 @@ impl Session {
                 call.done = true;
                 return Err(status_from_stream_code(code, "call reset"));
             }
-            Err(ReadFrameError::Read(_)) => return Err(self.unavailable()),
+            // (A response's reader has no budget: the caller chose to wait for it.)
+            Err(ReadFrameError::Read(_) | ReadFrameError::OverBudget { .. }) => {
+                return Err(self.unavailable());
+            }
             Err(ReadFrameError::Codec(e)) => {
                 self.protocol_error(codec_close_code(&e), &format!("bad response frame: {e}"));
                 return Err(self.unavailable());
@@ -845,6 +851,13 @@ impl Session {
         self.inner.conn.stats()
     }
 
+    /// Bytes of the peer's incomplete frames (requests and named-stream frames on their way)
+    /// this session holds now; at most
+    /// [`Config::max_incomplete_bytes`](crate::Config::max_incomplete_bytes).
+    pub fn incomplete_bytes(&self) -> usize {
+        self.inner.budget.used()
+    }
+
     /// How many of the peer's calls are being served right now.
     pub fn calls_in_flight(&self) -> usize {
         self.inner.inflight.load(Relaxed)
@@ -1095,11 +1108,26 @@ impl Session {
     /// Serves one call of the peer.
     async fn serve_call(self, mut send: SendStream, recv: RecvStream) {
         let inner = &*self.inner;
-        let mut reader = FrameReader::new(recv, inner.shared.config.max_frame_size);
+        let mut reader = FrameReader::new(recv, inner.shared.config.max_frame_size)
+            .with_budget(inner.budget.clone());
         let frame = match reader.single().await {
             Ok(frame) => frame,
             Err(ReadFrameError::Codec(e)) => {
                 self.protocol_error(codec_close_code(&e), &format!("bad request frame: {e}"));
+                return;
+            }
+            Err(ReadFrameError::OverBudget { limit }) => {
+                // Too much of the peer's requests and stream frames is held incomplete: this
+                // one is refused, the connection goes on.
+                bump(&inner.counters.calls_rejected);
+                tracing::warn!(
+                    session = self.id(),
+                    limit,
+                    "incomplete requests exceed the session's budget; a call is refused"
+                );
+                let code = VarInt::from_u32(Code::ResourceExhausted.as_u32());
+                reader.stop(Code::ResourceExhausted);
+                let _ = send.reset(code);
                 return;
             }
             // Reset by the caller before we read it, or connection lost: nobody to answer.
@@ -1290,7 +1318,10 @@ impl Session {
         loop {
             let frame = match reader.next().await {
                 Ok(Some(frame)) => frame,
-                Ok(None) | Err(ReadFrameError::Read(_)) => return,
+                // (The events stream's reader has no budget: one frame at most is pending.)
+                Ok(None) | Err(ReadFrameError::Read(_) | ReadFrameError::OverBudget { .. }) => {
+                    return;
+                }
                 Err(ReadFrameError::Codec(e)) => {
                     return self
                         .protocol_error(codec_close_code(&e), &format!("bad event frame: {e}"));
@@ -1575,7 +1606,7 @@ impl Session {
                     return self
                         .protocol_error(codec_close_code(&e), &format!("bad hello frame: {e}"));
                 }
-                Ok(Err(ReadFrameError::Read(_))) => return,
+                Ok(Err(ReadFrameError::Read(_) | ReadFrameError::OverBudget { .. })) => return,
                 Ok(Ok(_)) => {
                     return self.protocol_error(
                         ErrorCode::ProtocolError,
@@ -1589,7 +1620,7 @@ impl Session {
         loop {
             let frame = match reader.next().await {
                 Ok(Some(frame)) => frame,
-                Ok(None) | Err(ReadFrameError::Read(_)) => {
+                Ok(None) | Err(ReadFrameError::Read(_) | ReadFrameError::OverBudget { .. }) => {
                     if !self.is_closed() {
                         self.protocol_error(ErrorCode::ProtocolError, "the control stream ended");
                     }

@@ -189,6 +189,10 @@ pub enum StreamEnd {
     Reset(u64),
     /// The connection was lost or closed.
     ConnectionLost,
+    /// This side stopped it with this status code: `RESOURCE_EXHAUSTED` when the peer's
+    /// incomplete frames exceeded the session's budget
+    /// ([`Config::max_incomplete_bytes`](crate::Config::max_incomplete_bytes)).
+    Stopped(u32),
 }
 
 /// The sending side of an open named stream. Cheap to clone; clones send on the same stream.
@@ -777,6 +781,16 @@ impl Source {
                         );
                         return Next::End(StreamEnd::ConnectionLost);
                     }
+                    Err(ReadFrameError::OverBudget { limit }) => {
+                        tracing::warn!(
+                            session = session.id(),
+                            stream = id,
+                            limit,
+                            "incomplete frames exceed the session's budget; stream stopped"
+                        );
+                        reader.stop(Code::ResourceExhausted);
+                        return Next::End(StreamEnd::Stopped(Code::ResourceExhausted.as_u32()));
+                    }
                 };
                 match frame.payload {
                     Some(Payload::Stream(f)) if f.stream_id == id => Next::Frame(Arrival {
@@ -825,7 +839,8 @@ impl Source {
                                 Err(ReadFrameError::Read(quinn::ReadError::Reset(code))) => {
                                     return Next::End(StreamEnd::Reset(code.into_inner()));
                                 }
-                                Err(ReadFrameError::Read(_)) => {
+                                // (An announcement's reader has no budget.)
+                                Err(ReadFrameError::Read(_) | ReadFrameError::OverBudget { .. }) => {
                                     return Next::End(StreamEnd::ConnectionLost);
                                 }
                                 Ok(Some(_)) => {
@@ -907,14 +922,19 @@ fn linger_time(session: &Session) -> Duration {
 }
 
 /// Reads a stream the peer opened and hands its frames to the handler of its name.
-pub(crate) async fn read(session: Session, mut reader: FrameReader) {
+pub(crate) async fn read(session: Session, reader: FrameReader) {
     // A stream opened in early data may be a replay: it waits for the handshake.
     if !session.inner.handshake.wait().await {
         return;
     }
+    let mut reader = reader.with_budget(session.inner.budget.clone());
     let frame = match reader.next().await {
         Ok(Some(frame)) => frame,
         Ok(None) | Err(ReadFrameError::Read(_)) => return,
+        Err(ReadFrameError::OverBudget { .. }) => {
+            session.inner.counters.streams_refused.fetch_add(1, Relaxed);
+            return reader.stop(Code::ResourceExhausted);
+        }
         Err(ReadFrameError::Codec(e)) => {
             return session.protocol_error(codec_close_code(&e), &format!("bad stream frame: {e}"));
         }

@@ -529,3 +529,61 @@ async fn a_pong_that_answers_no_ping_is_ignored() {
     let rtt = session.rtt().expect("a round trip");
     assert!(rtt < WAIT, "the forged pong counted: {rtt:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn incomplete_requests_are_bounded_by_the_sessions_budget() {
+    let limit = 8 << 20;
+    let server = echo_server(
+        Refusals::default(),
+        Config::new()
+            .max_frame_size(4 << 20)
+            .max_incomplete_bytes(limit),
+    )
+    .await;
+    let conn = raw_connect(&server, b"echostream/1").await.unwrap();
+    let _control = send_hello(&conn, 1).await;
+    let session = crate::common::server_session(&server).await;
+    // Each stream announces a frame of 4 MiB - 1 and sends 1 MiB of it, then nothing more.
+    let chunk = vec![0x41u8; 1 << 20];
+    let mut held = Vec::new();
+    for _ in 0..12 {
+        let (mut send, recv) = within(conn.open_bi()).await.unwrap();
+        let mut prefix = Vec::new();
+        prost::encoding::encode_varint((4 << 20) - 1, &mut prefix);
+        within(send.write_all(&prefix)).await.unwrap();
+        // A refused stream may be stopped before all of it is written.
+        let _ = within(send.write_all(&chunk)).await;
+        held.push((send, recv));
+    }
+    eventually("calls past the budget are refused", || {
+        session.stats().calls_rejected >= 4
+    })
+    .await;
+    assert!(
+        session.incomplete_bytes() <= limit,
+        "{} bytes held",
+        session.incomplete_bytes()
+    );
+    // A refused call learns why; the connection goes on.
+    let mut refused = 0;
+    for (_, recv) in &mut held {
+        if let Ok(Err(quinn::ReadError::Reset(code))) = tokio::time::timeout(
+            std::time::Duration::from_millis(50),
+            recv.read_chunk(1, true),
+        )
+        .await
+        .map(|r| r.map(|_| ()))
+        {
+            assert_eq!(code.into_inner(), 8, "RESOURCE_EXHAUSTED");
+            refused += 1;
+        }
+    }
+    assert!(refused >= 4, "{refused} calls saw a reset");
+    assert!(conn.close_reason().is_none());
+    // Requests the caller abandons (resets) give their bytes back.
+    for (mut send, _) in held {
+        let _ = send.reset(quinn::VarInt::from_u32(1));
+    }
+    eventually("the budget is released", || session.incomplete_bytes() == 0).await;
+    assert!(conn.close_reason().is_none());
+}
