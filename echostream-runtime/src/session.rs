@@ -612,8 +612,12 @@ impl Session {
 
     /// Opens a named real-time stream to the peer, which routes it to its handler for `name`.
     /// Errors: `UNAVAILABLE` if the session is closed, or the status of failing outbound
-    /// middleware. A peer without a handler for `name` refuses the stream; the sender's next
-    /// `send` then fails `NOT_FOUND`.
+    /// middleware. A peer without a handler for `name` refuses the stream once its first frame
+    /// arrives; the sends after the refusal reached this side fail `NOT_FOUND` (frames sent in
+    /// between are counted as dropped).
+    ///
+    /// The stream is announced with its first frame: one finished or dropped before any frame
+    /// is never seen by the peer (its handler's `on_open`/`on_end` do not run).
     pub async fn open_stream(
         &self,
         name: &str,

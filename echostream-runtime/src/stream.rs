@@ -619,7 +619,22 @@ impl Writer {
         let mut next_seq = 0u64;
         let mut open = Some(open);
         let failure = loop {
-            if !queue.pop_batch(&mut batch, WRITE_BATCH).await {
+            // While waiting for frames, a refusal by the peer (STOP_SENDING) fails the stream
+            // at once, so the next `send` reports it instead of queueing into the void.
+            let more = match send.as_ref() {
+                Some(stream) => tokio::select! {
+                    more = queue.pop_batch(&mut batch, WRITE_BATCH) => more,
+                    stopped = stream.stopped() => {
+                        let status = match stopped {
+                            Ok(Some(code)) => status_from_stream_code(code, "stream refused"),
+                            _ => session.unavailable(),
+                        };
+                        break Some((0, status));
+                    }
+                },
+                None => queue.pop_batch(&mut batch, WRITE_BATCH).await,
+            };
+            if !more {
                 break None;
             }
             if let Some(open) = open.take() {

@@ -10,7 +10,7 @@ use echostream_runtime::{
     StreamOptions,
 };
 
-use crate::common::{eventually, pair, within};
+use crate::common::{WAIT, eventually, pair, within};
 
 /// Everything a stream handler saw, as text.
 type Log = Arc<Mutex<Vec<String>>>;
@@ -157,17 +157,20 @@ async fn a_stream_without_handler_is_refused_and_the_sender_learns_it() {
             receiver.stats().streams_refused == 1
         })
         .await;
-        let mut refused = None;
-        for _ in 0..200 {
+        // The writer learns of the refusal without writing again: once it has, sends fail.
+        let start = tokio::time::Instant::now();
+        let status = loop {
             match stream.send(Bytes::from_static(b"b")).await {
-                Err(status) => {
-                    refused = Some(status);
-                    break;
+                Err(status) => break status,
+                Ok(()) => {
+                    assert!(
+                        start.elapsed() < WAIT,
+                        "the sender never learned of the refusal"
+                    );
+                    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
                 }
-                Ok(()) => tokio::time::sleep(std::time::Duration::from_millis(5)).await,
             }
-        }
-        let status = refused.expect("the sender learns of the refusal");
+        };
         assert_eq!(status.code(), Code::NotFound, "{status}");
     }
 }
