@@ -862,6 +862,12 @@ impl Session {
         self.inner.budget.used()
     }
 
+    /// Whether the peer sent a go-away (it is shutting down): new calls to it fail
+    /// `UNAVAILABLE` at once, without a stream.
+    pub fn peer_going_away(&self) -> bool {
+        self.inner.peer_going_away.load(Relaxed)
+    }
+
     /// How many of the peer's calls are being served right now.
     pub fn calls_in_flight(&self) -> usize {
         self.inner.inflight.load(Relaxed)
