@@ -183,6 +183,7 @@ pub(crate) struct Counters {
     pub(crate) stream_frames_sent: AtomicU64,
     pub(crate) stream_frames_received: AtomicU64,
     pub(crate) stream_frames_dropped: AtomicU64,
+    pub(crate) stream_frames_undecodable: AtomicU64,
     pub(crate) streams_refused: AtomicU64,
     pub(crate) middleware_dropped: AtomicU64,
 }
@@ -217,6 +218,9 @@ pub struct SessionStats {
     /// Named-stream frames sent here but never delivered to the connection (full queue, refused
     /// or lost stream, closed connection).
     pub stream_frames_dropped: u64,
+    /// Named-stream frames received that did not decode as the typed handler's message type
+    /// (per stream: [`ReceiveStats::undecodable`](crate::ReceiveStats::undecodable)).
+    pub stream_frames_undecodable: u64,
     /// Named streams of the peer refused for want of a handler (or by middleware).
     pub streams_refused: u64,
     /// QUIC datagrams sent by datagram streams (a fragmented frame counts one per fragment).
@@ -840,6 +844,7 @@ impl Session {
             stream_frames_sent: c.stream_frames_sent.load(Relaxed),
             stream_frames_received: c.stream_frames_received.load(Relaxed),
             stream_frames_dropped: c.stream_frames_dropped.load(Relaxed),
+            stream_frames_undecodable: c.stream_frames_undecodable.load(Relaxed),
             streams_refused: c.streams_refused.load(Relaxed),
             datagrams_sent: d.sent,
             datagrams_received: d.received,
@@ -877,6 +882,11 @@ impl Session {
     pub(crate) fn note_undecodable_event(&self, name: &str, error: &prost::DecodeError) {
         bump(&self.inner.counters.events_undecodable);
         tracing::warn!(session = self.id(), event = name, %error, "event does not decode; dropped");
+    }
+
+    /// Counts a named-stream frame that did not decode as its typed handler's message type.
+    pub(crate) fn count_undecodable_stream_frame(&self) {
+        bump(&self.inner.counters.stream_frames_undecodable);
     }
 
     /// The status of calls that cannot proceed because the connection is gone.

@@ -176,6 +176,11 @@ impl StreamInfo {
     pub fn stats(&self) -> ReceiveStats {
         self.stats.get()
     }
+
+    /// Counts a frame of this stream that did not decode as the handler's message type.
+    pub(crate) fn count_undecodable(&self) {
+        self.stats.count_undecodable();
+    }
 }
 
 /// How a received stream ended.
