@@ -127,6 +127,7 @@ struct Inner {
     deadline: Option<Instant>,
     metadata: Metadata,
     early_data: bool,
+    idempotent: bool,
     cancelled: AtomicBool,
     notify: Notify,
 }
@@ -147,15 +148,18 @@ impl CallContext {
                 deadline,
                 metadata,
                 early_data: false,
+                idempotent: false,
                 cancelled: AtomicBool::new(false),
                 notify: Notify::new(),
             }),
         }
     }
 
-    /// Marks the call as received in 0-RTT early data (before any clone is made).
-    pub(crate) fn with_early_data(mut self, early: bool) -> CallContext {
+    /// Marks the request as sent idempotent by its caller and as received in 0-RTT early data
+    /// or not (before any clone is made).
+    pub(crate) fn with_request_flags(mut self, idempotent: bool, early: bool) -> CallContext {
         if let Some(inner) = Arc::get_mut(&mut self.inner) {
+            inner.idempotent = idempotent;
             inner.early_data = early;
         }
         self
@@ -209,6 +213,13 @@ impl CallContext {
     /// Always `false` on the side that made the connection.
     pub fn early_data(&self) -> bool {
         self.inner.early_data
+    }
+
+    /// Whether the caller marked the request idempotent (safe to replay:
+    /// [`CallOptions::idempotent`], or the schema's `idempotent` option), which is what lets it
+    /// travel, and be served, as 0-RTT early data. `false` for events and stream frames.
+    pub fn idempotent(&self) -> bool {
+        self.inner.idempotent
     }
 
     /// Whether the call has been cancelled.

@@ -1211,7 +1211,7 @@ impl Session {
             })
             .flatten();
         let ctx = CallContext::new(CallKind::Rpc, id, name.clone(), deadline, metadata)
-            .with_early_data(early);
+            .with_request_flags(idempotent, early);
         // The handler's future is dropped at the end of this block, before the answer is sent.
         let outcome = {
             let handled = ctx

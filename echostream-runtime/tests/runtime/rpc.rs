@@ -468,3 +468,33 @@ async fn a_handler_busy_before_its_first_await_does_not_hold_up_other_calls() {
     );
     within(busy).await.unwrap().unwrap();
 }
+
+#[tokio::test]
+async fn the_handler_sees_whether_the_call_was_marked_idempotent() {
+    let router = |r: &mut Router| {
+        r.rpc("flags", |_, _| async move {
+            let ctx = CallContext::current().unwrap();
+            Ok(Bytes::from(format!(
+                "{} {}",
+                ctx.idempotent(),
+                ctx.early_data()
+            )))
+        });
+    };
+    let p = pair(
+        Server::builder().routes(router),
+        Client::builder().routes(router),
+    )
+    .await;
+    for (caller, _) in directions(&p) {
+        let marked = CallOptions::new().idempotent(true);
+        let answer = within(caller.request_with("flags", Bytes::new(), &marked)).await;
+        assert_eq!(
+            answer.unwrap(),
+            "true false",
+            "a full handshake: no early data"
+        );
+        let answer = within(caller.request("flags", Bytes::new())).await;
+        assert_eq!(answer.unwrap(), "false false");
+    }
+}
