@@ -2,13 +2,13 @@
 //! [`StreamInfo`] and [`StreamEnd`] for the receiving handler.
 //!
 //! A stream is announced by a `StreamOpen` frame carrying its name, on a QUIC unidirectional
-//! stream of its own, so the receiver routes it to the [`StreamHandler`](crate::StreamHandler)
+//! stream of its own, so the receiver routes it to the [`StreamHandler`]
 //! registered under that name. With [`Delivery::Reliable`], its frames follow on that QUIC
 //! stream: they arrive complete and in order, and never delay RPCs, events or other streams.
 //! With [`Delivery::Datagram`], its frames travel as QUIC datagrams (see
-//! [`unreliable`](crate::unreliable)) while the announcement stream stays open; closing it ends
+//! [`unreliable`]) while the announcement stream stays open; closing it ends
 //! the stream. Either way the handler's [`Playout`] decides how frames reach it: on arrival or
-//! through a jitter buffer, with [`ReceiveStats`](crate::ReceiveStats) on [`StreamInfo::stats`].
+//! through a jitter buffer, with [`ReceiveStats`] on [`StreamInfo::stats`].
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, OnceLock};

@@ -2,7 +2,7 @@
 //! them back into frames for the stream they were announced under.
 //!
 //! **Sending.** A frame is cut to the connection's current `max_datagram_size()` (see
-//! [`datagram`](crate::datagram)), then admitted by the session's token-bucket [`Pacer`], whose
+//! [`datagram`]), then admitted by the session's token-bucket [`Pacer`], whose
 //! rate follows the congestion controller (`gain × cwnd / min_rtt`). A frame the pacer cannot
 //! admit within its maximum delay is dropped whole and counted; one that must wait a little
 //! waits in a short queue served by a task, so `send` never blocks. Frames also go to quinn only
