@@ -185,6 +185,7 @@ pub(crate) struct Counters {
     pub(crate) stream_frames_dropped: AtomicU64,
     pub(crate) stream_frames_undecodable: AtomicU64,
     pub(crate) streams_refused: AtomicU64,
+    pub(crate) control_frames_dropped: AtomicU64,
     pub(crate) middleware_dropped: AtomicU64,
 }
 
@@ -223,6 +224,9 @@ pub struct SessionStats {
     pub stream_frames_undecodable: u64,
     /// Named streams of the peer refused for want of a handler (or by middleware).
     pub streams_refused: u64,
+    /// Pongs and go-aways not sent because the control stream's queue was full: the peer
+    /// stopped reading it (or pinged faster than it reads the answers).
+    pub control_frames_dropped: u64,
     /// QUIC datagrams sent by datagram streams (a fragmented frame counts one per fragment).
     pub datagrams_sent: u64,
     /// QUIC datagrams received.
@@ -846,6 +850,7 @@ impl Session {
             stream_frames_dropped: c.stream_frames_dropped.load(Relaxed),
             stream_frames_undecodable: c.stream_frames_undecodable.load(Relaxed),
             streams_refused: c.streams_refused.load(Relaxed),
+            control_frames_dropped: c.control_frames_dropped.load(Relaxed),
             datagrams_sent: d.sent,
             datagrams_received: d.received,
             datagram_frames_incomplete: d.incomplete,
@@ -1025,7 +1030,13 @@ impl Session {
             })),
         };
         // A full control queue means the peer stopped reading; the close that follows tells it.
-        let _ = self.inner.control.push(frame, 0);
+        if self.inner.control.push(frame, 0).is_err() {
+            bump(&self.inner.counters.control_frames_dropped);
+            tracing::warn!(
+                session = self.id(),
+                "go-away not sent: the control queue is full (the peer does not read it)"
+            );
+        }
     }
 
     /// Waits until no call of the peer is being served.
@@ -1659,7 +1670,14 @@ impl Session {
                         metadata: Metadata::new(),
                         payload: Some(Payload::Pong(keepalive::pong(&ping, t2, t2))),
                     };
-                    let _ = self.inner.control.push(pong, 0);
+                    if self.inner.control.push(pong, 0).is_err() {
+                        // Harmless to the protocol (a pong may go unanswered), but counted.
+                        bump(&self.inner.counters.control_frames_dropped);
+                        tracing::debug!(
+                            session = self.id(),
+                            "pong not sent: the control queue is full"
+                        );
+                    }
                 }
                 Some(Payload::Pong(pong)) => self.take_pong(&pong, clock.now_micros()),
                 Some(Payload::GoAway(go_away)) => {

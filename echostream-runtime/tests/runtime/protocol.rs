@@ -587,3 +587,39 @@ async fn incomplete_requests_are_bounded_by_the_sessions_budget() {
     eventually("the budget is released", || session.incomplete_bytes() == 0).await;
     assert!(conn.close_reason().is_none());
 }
+
+#[tokio::test]
+async fn pongs_a_peer_does_not_read_are_dropped_and_counted() {
+    use echostream_runtime::proto::v1::Ping;
+    let server = echo_server(Refusals::default(), Config::new()).await;
+    // A peer that lets the server write almost nothing to it, and then pings a lot.
+    let mut transport = quinn::TransportConfig::default();
+    transport.stream_receive_window(quinn::VarInt::from_u32(1024));
+    let mut config = quinn::ClientConfig::new(
+        ClientTls::pinned(server.fingerprint())
+            .quic_config(&[b"echostream/1"])
+            .unwrap(),
+    );
+    config.transport_config(Arc::new(transport));
+    let endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
+    let conn = within(
+        endpoint
+            .connect_with(config, server.local_addr(), "localhost")
+            .unwrap(),
+    )
+    .await
+    .unwrap();
+    let mut control = send_hello(&conn, 1).await;
+    let session = crate::common::server_session(&server).await;
+    let ping = wire(&Frame {
+        metadata: Default::default(),
+        payload: Some(Payload::Ping(Ping { t1: 1 })),
+    });
+    let pings: Vec<u8> = std::iter::repeat_n(ping, 2000).flatten().collect();
+    within(control.write_all(&pings)).await.unwrap();
+    eventually("pongs are dropped and counted", || {
+        session.stats().control_frames_dropped > 0
+    })
+    .await;
+    assert!(!session.is_closed(), "the connection goes on");
+}
