@@ -228,6 +228,11 @@ async fn another_hello_version_is_refused_on_both_sides() {
 /// close code it got. A well-behaved session on the same server must keep working.
 async fn violation(misbehave: impl AsyncFnOnce(&quinn::Connection)) -> u64 {
     let server = echo_server(Refusals::default(), Config::new()).await;
+    violation_on(server, misbehave).await
+}
+
+/// [`violation`] against a given server, which must serve `echo`.
+async fn violation_on(server: Server, misbehave: impl AsyncFnOnce(&quinn::Connection)) -> u64 {
     let good: Session = connect(&server, Client::builder()).await;
     let conn = raw_connect(&server, b"echostream/1").await.unwrap();
     let _control = send_hello(&conn, 1).await;
@@ -622,4 +627,189 @@ async fn pongs_a_peer_does_not_read_are_dropped_and_counted() {
     })
     .await;
     assert!(!session.is_closed(), "the connection goes on");
+}
+
+/// A frame carrying `payload`, length-prefixed, after `prefix` bytes (a stream type).
+fn typed(prefix: &[u8], payloads: &[Payload]) -> Vec<u8> {
+    let mut bytes = prefix.to_vec();
+    for payload in payloads {
+        bytes.extend(wire(&Frame {
+            metadata: Default::default(),
+            payload: Some(payload.clone()),
+        }));
+    }
+    bytes
+}
+
+fn request(id: u64, name: &str, timeout_us: u64) -> Payload {
+    Payload::Request(RpcRequest {
+        id,
+        name: name.into(),
+        timeout_us,
+        idempotent: false,
+        data: Bytes::new(),
+    })
+}
+
+#[tokio::test]
+async fn a_second_control_or_events_stream_is_a_protocol_error() {
+    let code = violation(async |conn| {
+        let mut send = within(conn.open_uni()).await.unwrap();
+        within(send.write_all(&typed(&[0], &[hello(1).payload.unwrap()])))
+            .await
+            .unwrap();
+    })
+    .await;
+    assert_eq!(code, ErrorCode::ProtocolError as u64);
+    let code = violation(async |conn| {
+        for _ in 0..2 {
+            let mut send = within(conn.open_uni()).await.unwrap();
+            within(send.write_all(&[1])).await.unwrap();
+        }
+    })
+    .await;
+    assert_eq!(code, ErrorCode::ProtocolError as u64);
+}
+
+#[tokio::test]
+async fn a_second_frame_on_an_rpc_stream_is_a_protocol_error() {
+    let code = violation(async |conn| {
+        let (mut send, _recv) = within(conn.open_bi()).await.unwrap();
+        let two = typed(&[], &[request(1, "echo", 0), request(1, "echo", 0)]);
+        within(send.write_all(&two)).await.unwrap();
+        send.finish().unwrap();
+    })
+    .await;
+    assert_eq!(code, ErrorCode::ProtocolError as u64);
+}
+
+#[tokio::test]
+async fn the_control_stream_ending_is_a_protocol_error() {
+    let server = echo_server(Refusals::default(), Config::new()).await;
+    let conn = raw_connect(&server, b"echostream/1").await.unwrap();
+    let mut control = send_hello(&conn, 1).await;
+    crate::common::server_session(&server).await;
+    control.finish().unwrap();
+    let (code, reason) = close_code(&conn).await;
+    assert_eq!(code, ErrorCode::ProtocolError as u64);
+    assert!(reason.contains("control stream ended"), "{reason}");
+}
+
+#[tokio::test]
+async fn a_first_stream_that_is_not_control_is_a_protocol_error() {
+    let server = echo_server(Refusals::default(), Config::new()).await;
+    let conn = raw_connect(&server, b"echostream/1").await.unwrap();
+    let mut events = within(conn.open_uni()).await.unwrap();
+    within(events.write_all(&[1])).await.unwrap();
+    let (code, reason) = close_code(&conn).await;
+    assert_eq!(code, ErrorCode::ProtocolError as u64);
+    assert!(
+        reason.contains("first stream must be the control stream"),
+        "{reason}"
+    );
+}
+
+#[tokio::test]
+async fn a_stream_frame_of_another_stream_is_a_protocol_error() {
+    use echostream_runtime::proto::v1::{StreamFrame, StreamOpen};
+    let server = within(
+        Server::builder()
+            .tls(server_tls())
+            .routes(|r| {
+                r.rpc("echo", |_, req| async move { Ok(req.data) });
+                r.stream("s", |_, _, _| async {});
+            })
+            .bind("127.0.0.1:0"),
+    )
+    .await
+    .unwrap();
+    let code = violation_on(server, async |conn| {
+        let mut send = within(conn.open_uni()).await.unwrap();
+        let open = Payload::StreamOpen(StreamOpen {
+            stream_id: 1,
+            name: "s".into(),
+            ..Default::default()
+        });
+        let foreign = Payload::Stream(StreamFrame {
+            stream_id: 2,
+            seq: 0,
+            timestamp: 0,
+            data: Bytes::new(),
+        });
+        within(send.write_all(&typed(&[2], &[open, foreign])))
+            .await
+            .unwrap();
+    })
+    .await;
+    assert_eq!(code, ErrorCode::ProtocolError as u64);
+}
+
+#[tokio::test]
+async fn a_response_with_another_id_is_a_protocol_error() {
+    use echostream_runtime::proto::v1::RpcResponse;
+    let server = echo_server(Refusals::default(), Config::new()).await;
+    let conn = raw_connect(&server, b"echostream/1").await.unwrap();
+    let _control = send_hello(&conn, 1).await;
+    let session = crate::common::server_session(&server).await;
+    // The server calls the raw peer, which answers another call's id.
+    let call = tokio::spawn({
+        let session = session.clone();
+        async move { session.request("anything", Bytes::new()).await }
+    });
+    let (mut send, mut recv) = within(conn.accept_bi()).await.unwrap();
+    let asked = within(recv.read_to_end(1 << 16)).await.unwrap();
+    let Some(Payload::Request(asked)) = Frame::decode_length_delimited(&asked[..]).unwrap().payload
+    else {
+        panic!("not a request")
+    };
+    let answer = Payload::Response(RpcResponse {
+        id: asked.id + 1,
+        ..Default::default()
+    });
+    within(send.write_all(&typed(&[], &[answer])))
+        .await
+        .unwrap();
+    send.finish().unwrap();
+    let err = within(call).await.unwrap().unwrap_err();
+    assert_eq!(err.code(), echostream_runtime::Code::Unavailable, "{err}");
+    let (code, _) = close_code(&conn).await;
+    assert_eq!(code, ErrorCode::ProtocolError as u64);
+}
+
+#[tokio::test]
+async fn the_callee_enforces_the_callers_deadline_itself() {
+    use echostream_runtime::proto::v1::RpcResponse;
+    let server = within(
+        Server::builder()
+            .tls(server_tls())
+            .routes(|r| {
+                r.rpc("slow", |_, _| async move {
+                    tokio::time::sleep(WAIT * 2).await;
+                    Ok(Bytes::new())
+                });
+            })
+            .bind("127.0.0.1:0"),
+    )
+    .await
+    .unwrap();
+    let conn = raw_connect(&server, b"echostream/1").await.unwrap();
+    let _control = send_hello(&conn, 1).await;
+    // A raw caller that never gives up: only the callee can end the call at its deadline.
+    let (mut send, mut recv) = within(conn.open_bi()).await.unwrap();
+    within(send.write_all(&typed(&[], &[request(9, "slow", 100_000)])))
+        .await
+        .unwrap();
+    send.finish().unwrap();
+    let answer = within(recv.read_to_end(1 << 16)).await.unwrap();
+    let Some(Payload::Response(RpcResponse {
+        id, code, message, ..
+    })) = Frame::decode_length_delimited(&answer[..]).unwrap().payload
+    else {
+        panic!("not a response")
+    };
+    assert_eq!(
+        (id, code),
+        (9, echostream_runtime::Code::DeadlineExceeded.as_u32())
+    );
+    assert!(message.contains("deadline"), "{message}");
 }
