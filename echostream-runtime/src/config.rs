@@ -86,14 +86,15 @@ impl Config {
         self
     }
 
-    /// Most RPCs served at once per session (default 1024); calls beyond it are answered
-    /// `RESOURCE_EXHAUSTED` at once.
+    /// Most RPCs served at once per session (default 1024, at least 1); calls beyond it are
+    /// answered `RESOURCE_EXHAUSTED` at once.
     pub fn max_concurrent_calls(mut self, calls: u32) -> Config {
         self.max_concurrent_calls = calls.max(1);
         self
     }
 
-    /// Most named streams the peer may have open towards this side at once (default 256; QUIC
+    /// Most named streams the peer may have open towards this side at once (default 256, at
+    /// least 1; QUIC
     /// stream credit). Past it, the peer's `open_stream` still returns, but the new stream's
     /// frames wait in its queue (and `send` fails `RESOURCE_EXHAUSTED` once the queue is full)
     /// until one of its other streams ends.
@@ -119,7 +120,8 @@ impl Config {
             .max(self.max_frame_size.saturating_mul(2))
     }
 
-    /// Bound of each session's outbound event queue (default 4096 events or 8 MiB); `emit` fails
+    /// Bound of each session's outbound event queue (default 4096 events or 8 MiB; at least one
+    /// event, and one event of any size fits an empty queue); `emit` fails
     /// `RESOURCE_EXHAUSTED` and counts the event as dropped when it is full.
     pub fn event_queue(mut self, frames: usize, bytes: usize) -> Config {
         self.event_queue = QueueLimits {
@@ -129,7 +131,8 @@ impl Config {
         self
     }
 
-    /// Default bound of each outbound named stream's queue (default 256 frames or 8 MiB).
+    /// Default bound of each outbound named stream's queue (default 256 frames or 8 MiB; at
+    /// least one frame, and one frame of any size fits an empty queue).
     pub fn stream_queue(mut self, frames: usize, bytes: usize) -> Config {
         self.stream_queue = QueueLimits {
             frames: frames.max(1),
@@ -138,14 +141,16 @@ impl Config {
         self
     }
 
-    /// Interval between pings on an otherwise quiet or busy connection (default 5 s). Pings keep
+    /// Interval between pings on an otherwise quiet or busy connection (default 5 s, at least
+    /// 1 ms). Pings keep
     /// NAT bindings and the idle timer alive and measure the round-trip time.
     pub fn keepalive_interval(mut self, interval: Duration) -> Config {
         self.keepalive_interval = interval.max(Duration::from_millis(1));
         self
     }
 
-    /// A connection from which nothing arrives for this long is considered lost (default 30 s).
+    /// A connection from which nothing arrives for this long is considered lost (default 30 s,
+    /// at least 10 ms).
     /// The smaller of both peers' values applies. Keep it a few keepalive intervals long.
     pub fn idle_timeout(mut self, timeout: Duration) -> Config {
         self.idle_timeout = timeout.max(Duration::from_millis(10));
@@ -158,7 +163,8 @@ impl Config {
         self
     }
 
-    /// QUIC flow-control window of each stream, in bytes (default 2 MiB): how much of one frame
+    /// QUIC flow-control window of each stream, in bytes (default 2 MiB, at least 16 KiB): how
+    /// much of one frame
     /// the peer may send before this side reads it.
     pub fn stream_receive_window(mut self, bytes: u32) -> Config {
         self.stream_receive_window = bytes.max(16 * 1024);
@@ -182,7 +188,8 @@ impl Config {
         self
     }
 
-    /// QUIC's buffers of datagrams (default 4 MiB received, 2 MiB to send): received datagrams
+    /// QUIC's buffers of datagrams (default 4 MiB received, 2 MiB to send; each at least 64 KiB):
+    /// received datagrams
     /// wait in the first until the session reads them (the oldest are dropped beyond it);
     /// datagrams to send wait in the second for congestion window. The runtime's pacing keeps
     /// far less than the send buffer queued, so that media never delays calls and events.

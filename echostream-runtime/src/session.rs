@@ -618,6 +618,17 @@ impl Session {
         self.emit(name, Bytes::from(message.encode_to_vec())).await
     }
 
+    /// Sends event `name` with a protobuf message and frame metadata. See [`Session::emit`].
+    pub async fn emit_message_with<M: Message>(
+        &self,
+        name: &str,
+        message: &M,
+        metadata: Metadata,
+    ) -> Result<(), Status> {
+        self.emit_with(name, Bytes::from(message.encode_to_vec()), metadata)
+            .await
+    }
+
     /// Opens a named real-time stream to the peer, which routes it to its handler for `name`.
     /// Errors: `UNAVAILABLE` if the session is closed, or the status of failing outbound
     /// middleware. A peer without a handler for `name` refuses the stream once its first frame
@@ -789,8 +800,22 @@ impl Session {
     /// Closes the connection at once with an application error `code` (0 for a normal close,
     /// or [`FIRST_APPLICATION_CLOSE_CODE`](crate::protocol::FIRST_APPLICATION_CLOSE_CODE) and
     /// above for the application's own codes) and a reason for the peer's logs. Calls in flight
-    /// on both sides fail `UNAVAILABLE`. For a graceful end, see `Server::shutdown`.
+    /// on both sides fail `UNAVAILABLE`. For a graceful end, see [`Session::shutdown`].
+    ///
+    /// Codes 1 to 0xFF are the protocol's own (`PROTOCOL_ERROR`, `SHUTDOWN`, ...): an
+    /// application cannot claim one, and such a code is sent as `FIRST_APPLICATION_CLOSE_CODE`
+    /// (with a warning) so the peer never mistakes it for a protocol event.
     pub fn close(&self, code: u32, reason: &str) {
+        let code = if (1..protocol::FIRST_APPLICATION_CLOSE_CODE).contains(&code) {
+            tracing::warn!(
+                session = self.id(),
+                code,
+                "close code reserved for the protocol; sent as the first application code"
+            );
+            protocol::FIRST_APPLICATION_CLOSE_CODE
+        } else {
+            code
+        };
         self.close_with(VarInt::from_u32(code), reason);
     }
 
@@ -1262,6 +1287,12 @@ impl Session {
     async fn respond(&self, mut send: SendStream, id: u64, result: Result<Bytes, Status>) {
         let (code, message, data) = match result {
             Ok(data) => (Code::Ok.as_u32(), String::new(), data),
+            // An error whose code says OK would reach the caller as an empty success.
+            Err(status) if status.code() == Code::Ok => (
+                Code::Internal.as_u32(),
+                format!("the handler failed with code OK: {}", status.message()),
+                Bytes::new(),
+            ),
             Err(status) => (
                 status.code().as_u32(),
                 status.message().to_owned(),

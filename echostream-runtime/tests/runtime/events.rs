@@ -178,17 +178,15 @@ async fn emit_on_a_closed_session_is_unavailable() {
 /// A server taking at most one named stream of the client at once, which counts its events.
 async fn one_stream_server(events: Arc<std::sync::atomic::AtomicUsize>) -> crate::common::Pair {
     pair(
-        Server::builder()
-            .config(echostream_runtime::Config::new().max_inbound_streams(1))
-            .routes(move |r| {
-                r.stream("media", |_, _, _| async {});
-                r.event("tick", move |_, _| {
-                    let events = events.clone();
-                    async move {
-                        events.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                    }
-                });
-            }),
+        Server::builder().max_inbound_streams(1).routes(move |r| {
+            r.stream("media", |_, _, _| async {});
+            r.event("tick", move |_, _| {
+                let events = events.clone();
+                async move {
+                    events.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                }
+            });
+        }),
         Client::builder(),
     )
     .await

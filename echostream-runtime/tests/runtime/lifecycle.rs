@@ -701,3 +701,18 @@ async fn a_stuck_stream_handler_is_cancelled_when_the_connection_closes() {
     )
     .await;
 }
+
+#[tokio::test]
+async fn an_application_cannot_close_with_a_protocol_code() {
+    let p = pair(Server::builder(), Client::builder()).await;
+    // 2 is PROTOCOL_ERROR: the peer must not believe the protocol was broken.
+    p.to_server.close(ErrorCode::ProtocolError as u32, "mine");
+    let reason = within(p.to_client.closed()).await;
+    assert_eq!(
+        reason.code(),
+        Some(u64::from(
+            echostream_runtime::protocol::FIRST_APPLICATION_CLOSE_CODE
+        )),
+        "{reason}"
+    );
+}

@@ -498,3 +498,21 @@ async fn the_handler_sees_whether_the_call_was_marked_idempotent() {
         assert_eq!(answer.unwrap(), "false false");
     }
 }
+
+#[tokio::test]
+async fn a_handler_failing_with_code_ok_answers_internal_not_success() {
+    let p = pair(
+        Server::builder().routes(|r| {
+            r.rpc("odd", |_, _| async move {
+                Err::<Bytes, _>(Status::new(Code::Ok, "not really ok"))
+            });
+        }),
+        Client::builder(),
+    )
+    .await;
+    let err = within(p.to_server.request("odd", Bytes::new()))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::Internal, "{err}");
+    assert!(err.message().contains("not really ok"), "{err}");
+}
