@@ -813,3 +813,76 @@ async fn the_callee_enforces_the_callers_deadline_itself() {
     );
     assert!(message.contains("deadline"), "{message}");
 }
+
+#[tokio::test]
+async fn incomplete_stream_frames_past_the_budget_stop_their_stream() {
+    use echostream_runtime::StreamEnd;
+    use echostream_runtime::proto::v1::StreamOpen;
+    let (ends_tx, mut ends) = tokio::sync::mpsc::unbounded_channel();
+    struct Ends(tokio::sync::mpsc::UnboundedSender<StreamEnd>);
+    #[echostream_runtime::async_trait]
+    impl echostream_runtime::StreamHandler for Ends {
+        fn name(&self) -> &str {
+            "s"
+        }
+        async fn handle(
+            &self,
+            _: &Session,
+            _: &echostream_runtime::StreamInfo,
+            _: echostream_runtime::Played<Bytes>,
+        ) {
+        }
+        async fn on_end(&self, _: &Session, _: &echostream_runtime::StreamInfo, end: StreamEnd) {
+            let _ = self.0.send(end);
+        }
+    }
+    // A budget of two frames of 64 KiB.
+    let server = within(
+        Server::builder()
+            .tls(server_tls())
+            .max_frame_size(64 * 1024)
+            .max_incomplete_bytes(0)
+            .routes(move |r| {
+                r.add_stream(Ends(ends_tx));
+            })
+            .bind("127.0.0.1:0"),
+    )
+    .await
+    .unwrap();
+    let conn = raw_connect(&server, b"echostream/1").await.unwrap();
+    let _control = send_hello(&conn, 1).await;
+    let session = crate::common::server_session(&server).await;
+    let mut streams = Vec::new();
+    for id in 1..=3 {
+        let mut send = within(conn.open_uni()).await.unwrap();
+        let open = Payload::StreamOpen(StreamOpen {
+            stream_id: id,
+            name: "s".into(),
+            ..Default::default()
+        });
+        let mut bytes = typed(&[2], &[open]);
+        // A frame of 64 KiB - 1 announced, 60 KiB of it sent.
+        prost::encoding::encode_varint(64 * 1024 - 1, &mut bytes);
+        bytes.extend(std::iter::repeat_n(0u8, 60 * 1024));
+        within(send.write_all(&bytes)).await.unwrap();
+        streams.push(send);
+    }
+    assert_eq!(
+        within(ends.recv()).await,
+        Some(StreamEnd::Stopped(
+            echostream_runtime::Code::ResourceExhausted.as_u32()
+        ))
+    );
+    assert!(session.incomplete_bytes() <= 128 * 1024);
+    assert!(!session.is_closed(), "the connection goes on");
+    let mut stopped = 0;
+    for send in &streams {
+        if let Ok(Ok(Some(code))) =
+            tokio::time::timeout(Duration::from_millis(100), send.stopped()).await
+        {
+            assert_eq!(code.into_inner(), 8);
+            stopped += 1;
+        }
+    }
+    assert_eq!(stopped, 1, "only the stream past the budget is stopped");
+}
