@@ -74,12 +74,23 @@ impl CallOptions {
         if self.no_deadline {
             return None;
         }
-        let from_timeout = self.timeout.or(default_timeout).map(|t| now + t);
+        // A timeout too long to represent (e.g. `Duration::MAX`) is no deadline at all.
+        let from_timeout = self
+            .timeout
+            .or(default_timeout)
+            .and_then(|t| deadline_after(now, t));
         match (from_timeout, self.deadline) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         }
     }
+}
+
+/// The instant `timeout` after `start`, or `None` ("no deadline") if it is beyond what an
+/// [`Instant`] can represent: `Duration::MAX` is a common way to write "effectively never", and
+/// a peer may send any timeout.
+pub(crate) fn deadline_after(start: Instant, timeout: Duration) -> Option<Instant> {
+    start.checked_add(timeout)
 }
 
 /// What kind of inbound traffic a handler is serving.
@@ -116,6 +127,7 @@ struct Inner {
     deadline: Option<Instant>,
     metadata: Metadata,
     early_data: bool,
+    idempotent: bool,
     cancelled: AtomicBool,
     notify: Notify,
 }
@@ -136,15 +148,18 @@ impl CallContext {
                 deadline,
                 metadata,
                 early_data: false,
+                idempotent: false,
                 cancelled: AtomicBool::new(false),
                 notify: Notify::new(),
             }),
         }
     }
 
-    /// Marks the call as received in 0-RTT early data (before any clone is made).
-    pub(crate) fn with_early_data(mut self, early: bool) -> CallContext {
+    /// Marks the request as sent idempotent by its caller and as received in 0-RTT early data
+    /// or not (before any clone is made).
+    pub(crate) fn with_request_flags(mut self, idempotent: bool, early: bool) -> CallContext {
         if let Some(inner) = Arc::get_mut(&mut self.inner) {
+            inner.idempotent = idempotent;
             inner.early_data = early;
         }
         self
@@ -198,6 +213,13 @@ impl CallContext {
     /// Always `false` on the side that made the connection.
     pub fn early_data(&self) -> bool {
         self.inner.early_data
+    }
+
+    /// Whether the caller marked the request idempotent (safe to replay:
+    /// [`CallOptions::idempotent`], or the schema's `idempotent` option), which is what lets it
+    /// travel, and be served, as 0-RTT early data. `false` for events and stream frames.
+    pub fn idempotent(&self) -> bool {
+        self.inner.idempotent
     }
 
     /// Whether the call has been cancelled.
@@ -290,6 +312,30 @@ mod tests {
                 .no_deadline()
                 .effective_deadline(now, Some(s)),
             None
+        );
+    }
+
+    #[tokio::test]
+    async fn a_timeout_beyond_representable_instants_is_no_deadline() {
+        let now = Instant::now();
+        assert_eq!(
+            CallOptions::new()
+                .timeout(Duration::MAX)
+                .effective_deadline(now, None),
+            None
+        );
+        assert_eq!(
+            CallOptions::new().effective_deadline(now, Some(Duration::MAX)),
+            None
+        );
+        // An explicit deadline still applies beside an unrepresentable timeout.
+        let at = now + Duration::from_secs(1);
+        assert_eq!(
+            CallOptions::new()
+                .timeout(Duration::MAX)
+                .deadline(at)
+                .effective_deadline(now, None),
+            Some(at)
         );
     }
 

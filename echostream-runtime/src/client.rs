@@ -136,6 +136,10 @@ impl Client {
     /// Connects to the server at `addr`, verifying its certificate for `server_name` (pinned
     /// certificates match whatever the name), and exchanges hellos.
     ///
+    /// The session stays open while the application holds a handle to it (this one, its
+    /// clones, those of [`Client::sessions`], or a stream sender opened on it), and closes with
+    /// code 0 when the last is dropped, so a reconnect loop does not leak connections.
+    ///
     /// Errors: [`Error::Handshake`] if the server is not trusted (or refuses this client's
     /// certificate), [`Error::VersionMismatch`] if it speaks another protocol version,
     /// [`Error::Connection`] if it cannot be reached (after the idle timeout).

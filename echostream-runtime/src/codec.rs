@@ -22,6 +22,9 @@ const COPY_THRESHOLD: usize = 2048;
 /// The longest varint: ten bytes.
 const MAX_VARINT_LEN: usize = 10;
 
+/// The least room a decoder makes for the rest of an incomplete frame.
+const MIN_RESERVE: usize = 64 * 1024;
+
 /// What can be wrong with bytes received as frames.
 #[derive(Debug, thiserror::Error)]
 pub enum CodecError {
@@ -343,6 +346,11 @@ impl Decoder {
         }
     }
 
+    /// Bytes held of frames not complete yet (and the unread rest of the last chunk).
+    pub fn buffered(&self) -> usize {
+        self.partial.len() + self.head.len()
+    }
+
     /// Whether bytes of an incomplete frame are waiting (a stream ending now would be truncated).
     pub fn has_partial(&self) -> bool {
         !self.partial.is_empty() || !self.head.is_empty()
@@ -365,7 +373,12 @@ impl Decoder {
         let total = prefix + len as usize;
         if buf.len() < total {
             self.gather();
-            self.partial.reserve(total - self.partial.len());
+            // Room for the rest, but never more than what arrived so far (and 64 KiB): a peer
+            // announcing a large frame and sending little of it pins little memory, while the
+            // buffer of a frame that does arrive still grows by doubling.
+            let missing = total - self.partial.len();
+            self.partial
+                .reserve(missing.min(self.partial.len().max(MIN_RESERVE)));
             return Ok(None);
         }
         let mut bytes = if from_head {
@@ -620,5 +633,22 @@ mod tests {
         assert!(
             peek_varint(&[0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x02]).is_err()
         );
+    }
+
+    #[test]
+    fn an_announced_frame_reserves_no_more_than_what_arrived() {
+        let mut d = Decoder::new(DEFAULT_MAX_FRAME_SIZE);
+        let mut prefix = Vec::new();
+        prost::encoding::encode_varint(DEFAULT_MAX_FRAME_SIZE as u64, &mut prefix);
+        prefix.extend_from_slice(&[0; 10]);
+        let fed = prefix.len();
+        d.feed(Bytes::from(prefix));
+        assert!(d.next_frame().unwrap().is_none());
+        assert!(
+            d.partial.capacity() <= 2 * MIN_RESERVE,
+            "{}",
+            d.partial.capacity()
+        );
+        assert_eq!(d.buffered(), fed);
     }
 }

@@ -20,6 +20,7 @@ pub struct Config {
     pub(crate) max_frame_size: usize,
     pub(crate) max_concurrent_calls: u32,
     pub(crate) max_inbound_streams: u32,
+    pub(crate) max_incomplete_bytes: usize,
     pub(crate) event_queue: QueueLimits,
     pub(crate) stream_queue: QueueLimits,
     pub(crate) keepalive_interval: Duration,
@@ -64,6 +65,7 @@ impl Default for Config {
             max_frame_size: DEFAULT_MAX_FRAME_SIZE,
             max_concurrent_calls: 128,
             max_inbound_streams: 64,
+            max_incomplete_bytes: 64 * 1024 * 1024,
             event_queue: QueueLimits {
                 frames: 4096,
                 bytes: 8 * 1024 * 1024,
@@ -108,24 +110,44 @@ impl Config {
         self
     }
 
-    /// Most RPCs served at once per session (default 128); calls beyond it are answered
-    /// `RESOURCE_EXHAUSTED` at once. Each allowed call costs memory even when idle: quinn keeps
-    /// state for every stream the peer may open (about 50 bytes each at both ends: 25 KiB per
-    /// session at the defaults), so raise it only as far as a session really needs.
+    /// Most RPCs served at once per session (default 128, at least 1); calls beyond it are
+    /// answered `RESOURCE_EXHAUSTED` at once. Each allowed call costs memory even when idle:
+    /// quinn keeps state for every stream the peer may open (about 50 bytes each at both ends:
+    /// 25 KiB per session at the defaults), so raise it only as far as a session needs.
     pub fn max_concurrent_calls(mut self, calls: u32) -> Config {
         self.max_concurrent_calls = calls.max(1);
         self
     }
 
-    /// Most named streams the peer may have open towards this side at once (default 64). Past
-    /// it, the peer's `open_stream` waits for one to end (QUIC stream credit). Like
+    /// Most named streams the peer may have open towards this side at once (default 64, at
+    /// least 1; QUIC stream credit). Past it, the peer's `open_stream` still returns, but the
+    /// new stream's frames wait in its queue (and `send` fails `RESOURCE_EXHAUSTED` once the
+    /// queue is full) until one of its other streams ends. Like
     /// [`Config::max_concurrent_calls`], each allowed stream costs a little memory per session.
     pub fn max_inbound_streams(mut self, streams: u32) -> Config {
         self.max_inbound_streams = streams.max(1);
         self
     }
 
-    /// Bound of each session's outbound event queue (default 4096 events or 8 MiB); `emit` fails
+    /// Most bytes of the peer's incomplete frames held per session (default 64 MiB, and never
+    /// less than two frames of `max_frame_size`): requests not fully received yet and frames of
+    /// named streams on their way. What a peer may pin by starting large frames and never
+    /// finishing them. A request that would go past it is refused with a reset
+    /// (`RESOURCE_EXHAUSTED`, counted in `calls_rejected`), a named stream is stopped with
+    /// `RESOURCE_EXHAUSTED`; the connection goes on.
+    pub fn max_incomplete_bytes(mut self, bytes: usize) -> Config {
+        self.max_incomplete_bytes = bytes;
+        self
+    }
+
+    /// The budget of incomplete frames' bytes per session.
+    pub(crate) fn incomplete_frame_budget(&self) -> usize {
+        self.max_incomplete_bytes
+            .max(self.max_frame_size.saturating_mul(2))
+    }
+
+    /// Bound of each session's outbound event queue (default 4096 events or 8 MiB; at least one
+    /// event, and one event of any size fits an empty queue); `emit` fails
     /// `RESOURCE_EXHAUSTED` and counts the event as dropped when it is full.
     pub fn event_queue(mut self, frames: usize, bytes: usize) -> Config {
         self.event_queue = QueueLimits {
@@ -135,7 +157,8 @@ impl Config {
         self
     }
 
-    /// Default bound of each outbound named stream's queue (default 256 frames or 8 MiB).
+    /// Default bound of each outbound named stream's queue (default 256 frames or 8 MiB; at
+    /// least one frame, and one frame of any size fits an empty queue).
     pub fn stream_queue(mut self, frames: usize, bytes: usize) -> Config {
         self.stream_queue = QueueLimits {
             frames: frames.max(1),
@@ -144,14 +167,16 @@ impl Config {
         self
     }
 
-    /// Interval between pings on an otherwise quiet or busy connection (default 5 s). Pings keep
+    /// Interval between pings on an otherwise quiet or busy connection (default 5 s, at least
+    /// 1 ms). Pings keep
     /// NAT bindings and the idle timer alive and measure the round-trip time.
     pub fn keepalive_interval(mut self, interval: Duration) -> Config {
         self.keepalive_interval = interval.max(Duration::from_millis(1));
         self
     }
 
-    /// A connection from which nothing arrives for this long is considered lost (default 30 s).
+    /// A connection from which nothing arrives for this long is considered lost (default 30 s,
+    /// at least 10 ms).
     /// The smaller of both peers' values applies. Keep it a few keepalive intervals long.
     pub fn idle_timeout(mut self, timeout: Duration) -> Config {
         self.idle_timeout = timeout.max(Duration::from_millis(10));
@@ -164,7 +189,8 @@ impl Config {
         self
     }
 
-    /// QUIC flow-control window of each stream, in bytes (default 2 MiB): how much of one frame
+    /// QUIC flow-control window of each stream, in bytes (default 2 MiB, at least 16 KiB): how
+    /// much of one frame
     /// the peer may send before this side reads it.
     pub fn stream_receive_window(mut self, bytes: u32) -> Config {
         self.stream_receive_window = bytes.max(16 * 1024);
@@ -188,7 +214,8 @@ impl Config {
         self
     }
 
-    /// QUIC's buffers of datagrams (default 4 MiB received, 2 MiB to send): received datagrams
+    /// QUIC's buffers of datagrams (default 4 MiB received, 2 MiB to send; each at least 64 KiB):
+    /// received datagrams
     /// wait in the first until the session reads them (the oldest are dropped beyond it);
     /// datagrams to send wait in the second for congestion window. The runtime's pacing keeps
     /// far less than the send buffer queued, so that media never delays calls and events.

@@ -198,6 +198,30 @@ macro_rules! endpoint_builder_methods {
                 self.parts.config = self.parts.config.idle_timeout(timeout);
                 self
             }
+
+            /// See [`Config::handshake_timeout`](crate::Config::handshake_timeout).
+            pub fn handshake_timeout(mut self, timeout: ::std::time::Duration) -> Self {
+                self.parts.config = self.parts.config.handshake_timeout(timeout);
+                self
+            }
+
+            /// See [`Config::max_inbound_streams`](crate::Config::max_inbound_streams).
+            pub fn max_inbound_streams(mut self, streams: u32) -> Self {
+                self.parts.config = self.parts.config.max_inbound_streams(streams);
+                self
+            }
+
+            /// See [`Config::stream_receive_window`](crate::Config::stream_receive_window).
+            pub fn stream_receive_window(mut self, bytes: u32) -> Self {
+                self.parts.config = self.parts.config.stream_receive_window(bytes);
+                self
+            }
+
+            /// See [`Config::max_incomplete_bytes`](crate::Config::max_incomplete_bytes).
+            pub fn max_incomplete_bytes(mut self, bytes: usize) -> Self {
+                self.parts.config = self.parts.config.max_incomplete_bytes(bytes);
+                self
+            }
         }
     };
 }
@@ -324,6 +348,12 @@ pub(crate) async fn establish(
                     ErrorCode::ProtocolError,
                     format!("the control stream failed: {e}"),
                 ));
+            }
+            // (The control stream's reader has no budget.)
+            Err(ReadFrameError::OverBudget { limit }) => {
+                return Err(Error::Protocol(format!(
+                    "the hello exceeds the budget of {limit} bytes"
+                )));
             }
         };
         let peer = match protocol::check_hello(hello, crate::codec::DEFAULT_MAX_FRAME_SIZE) {

@@ -6,9 +6,13 @@
 //! Timestamps are microseconds since the Unix epoch, read from the endpoint's
 //! [`Clock`](crate::clock::Clock) as `u64`, and travel as protobuf `uint64` fields.
 
+use std::collections::VecDeque;
 use std::time::Duration;
 
 use crate::proto::v1::{Ping, Pong};
+
+/// How many unanswered pings are remembered; an older one's pong is ignored.
+const PINGS_REMEMBERED: usize = 8;
 
 /// A ping to send now.
 pub(crate) fn ping(now_us: u64) -> Ping {
@@ -57,6 +61,39 @@ impl PongSample {
     }
 }
 
+/// The pings this side sent and the peer has not answered yet (the last few), so that only a
+/// pong answering one of them is taken as a sample: an unsolicited or replayed pong would
+/// otherwise poison the round-trip estimate and the clock sync (`protocol.md` lets a peer ignore
+/// one; here it must be ignored).
+#[derive(Debug, Default)]
+pub(crate) struct PingsInFlight {
+    sent: VecDeque<u64>,
+}
+
+impl PingsInFlight {
+    /// Notes a ping leaving with origin time `t1`.
+    pub(crate) fn sent(&mut self, t1: u64) {
+        if self.sent.len() == PINGS_REMEMBERED {
+            self.sent.pop_front();
+        }
+        self.sent.push_back(t1);
+    }
+
+    /// The sample of `pong` arriving at `t4`, if it answers a ping in flight (which it then
+    /// consumes) with consistent timestamps and a round trip within `max_rtt`; `None` otherwise.
+    pub(crate) fn answer(&mut self, pong: &Pong, t4: u64, max_rtt: Duration) -> Option<PongSample> {
+        let at = self.sent.iter().position(|&t1| t1 == pong.t1)?;
+        // Pings are answered in order: older ones still in flight never will be.
+        self.sent.drain(..=at);
+        let sample = PongSample::new(pong, t4);
+        let consistent = t4 >= pong.t1
+            && pong.t3 >= pong.t2
+            && pong.t3 - pong.t2 <= t4 - pong.t1
+            && sample.round_trip() <= max_rtt;
+        consistent.then_some(sample)
+    }
+}
+
 /// Smooths round-trip samples as TCP does (RFC 6298: 7/8 of the old estimate, 1/8 of the sample).
 #[derive(Clone, Copy, Debug, Default)]
 pub(crate) struct RttEstimator {
@@ -99,6 +136,76 @@ mod tests {
             t4: 50,
         };
         assert_eq!(sample.round_trip(), Duration::ZERO);
+    }
+
+    #[test]
+    fn only_a_pong_answering_a_ping_in_flight_is_a_sample() {
+        let max = Duration::from_secs(30);
+        let mut pings = PingsInFlight::default();
+        // Nothing sent: an unsolicited pong is ignored.
+        assert_eq!(
+            pings.answer(
+                &Pong {
+                    t1: 0,
+                    t2: 0,
+                    t3: 0
+                },
+                1_000,
+                max
+            ),
+            None
+        );
+        pings.sent(1_000);
+        pings.sent(2_000);
+        // A pong for a ping never sent.
+        let forged = Pong {
+            t1: 1_500,
+            t2: 1_600,
+            t3: 1_600,
+        };
+        assert_eq!(pings.answer(&forged, 3_000, max), None);
+        // The answer to the second ping: a sample, and the first ping is given up.
+        let real = pong(&ping(2_000), 5_000, 5_100);
+        let sample = pings.answer(&real, 2_300, max).expect("a sample");
+        assert_eq!(sample.round_trip(), Duration::from_micros(200));
+        // Replayed, or the first ping's late answer: ignored.
+        assert_eq!(pings.answer(&real, 2_400, max), None);
+        assert_eq!(
+            pings.answer(&pong(&ping(1_000), 5_000, 5_000), 2_500, max),
+            None
+        );
+    }
+
+    #[test]
+    fn inconsistent_or_absurd_pongs_are_not_samples() {
+        let max = Duration::from_secs(1);
+        let mut pings = PingsInFlight::default();
+        // Arrived before it left (the local clock stepped back).
+        pings.sent(10_000);
+        assert_eq!(pings.answer(&pong(&ping(10_000), 0, 0), 9_000, max), None);
+        // Held longer by the peer than it was away.
+        pings.sent(10_000);
+        assert_eq!(
+            pings.answer(&pong(&ping(10_000), 0, 5_000), 11_000, max),
+            None
+        );
+        // A round trip longer than the connection would have lived.
+        pings.sent(10_000);
+        assert_eq!(
+            pings.answer(&pong(&ping(10_000), 0, 0), 2_010_000, max),
+            None
+        );
+    }
+
+    #[test]
+    fn only_the_last_few_pings_are_remembered() {
+        let mut pings = PingsInFlight::default();
+        for t1 in 0..(PINGS_REMEMBERED as u64 + 1) {
+            pings.sent(t1);
+        }
+        let max = Duration::from_secs(1);
+        assert_eq!(pings.answer(&pong(&ping(0), 0, 0), 10, max), None);
+        assert!(pings.answer(&pong(&ping(1), 0, 0), 10, max).is_some());
     }
 
     #[test]

@@ -133,21 +133,38 @@ pub struct ReceiveStats {
     /// Whether playout times come from the sender's timestamps mapped into the local clock
     /// (clock sync converged), rather than from the fastest delivery seen.
     pub clock_synced: bool,
+    /// Frames played to a typed handler (generated code, [`StreamMethod`](crate::StreamMethod))
+    /// that did not decode as its message type: dropped, logged, and reported to the handler
+    /// as lost before the next frame that decodes.
+    pub undecodable: u64,
 }
 
 /// A stream's statistics, shared by its task (which writes) and its [`StreamInfo`] clones.
 ///
 /// [`StreamInfo`]: crate::StreamInfo
 #[derive(Debug, Default)]
-pub(crate) struct StatsCell(Mutex<ReceiveStats>);
+pub(crate) struct StatsCell {
+    /// The playback's statistics, as last published.
+    stats: Mutex<ReceiveStats>,
+    /// Counted by the handler itself, so kept apart from what the playback publishes.
+    undecodable: std::sync::atomic::AtomicU64,
+}
 
 impl StatsCell {
     pub(crate) fn get(&self) -> ReceiveStats {
-        *self.0.lock().unwrap_or_else(|e| e.into_inner())
+        let mut stats = *self.stats.lock().unwrap_or_else(|e| e.into_inner());
+        stats.undecodable = self.undecodable.load(std::sync::atomic::Ordering::Relaxed);
+        stats
     }
 
     pub(crate) fn set(&self, stats: ReceiveStats) {
-        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = stats;
+        *self.stats.lock().unwrap_or_else(|e| e.into_inner()) = stats;
+    }
+
+    /// Counts a frame that did not decode as the handler's message type.
+    pub(crate) fn count_undecodable(&self) {
+        self.undecodable
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
 }
 

@@ -15,8 +15,9 @@ use crate::session::Session;
 /// can store what it needs in the [`Context`] or the session's state, e.g. load a user's profile
 /// into the session when it connects.
 pub trait Plugin: Send + Sync + 'static {
-    /// The endpoint started: a server is bound and about to accept connections, a client endpoint
-    /// is built. Runs after the context's start hooks.
+    /// The endpoint started: a server is bound and about to accept connections, or a client
+    /// endpoint is built (despite the name, it runs for clients too: a plugin added to both
+    /// kinds of endpoint hears of both). Runs after the context's start hooks.
     fn on_server_start(&self, ctx: &Context) {
         let _ = ctx;
     }

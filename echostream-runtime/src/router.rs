@@ -42,7 +42,9 @@ pub trait EventHandler: Send + Sync + 'static {
     fn name(&self) -> &str;
 
     /// Handles one event. Events of one session are handled one at a time in the order the peer
-    /// emitted them, so a slow handler slows that session's events (and only them).
+    /// emitted them, so a slow handler slows that session's events (and only them). If the
+    /// connection closes while it runs, the future is dropped and the event's
+    /// [`CallContext`](crate::CallContext) cancelled.
     async fn handle(&self, session: &Session, event: EventPack);
 }
 
@@ -65,10 +67,13 @@ pub trait StreamHandler: Send + Sync + 'static {
 
     /// One frame of the stream, in playout order: its bytes with the sender's sequence number
     /// and timestamp, the local instant it was due, and how many frames were lost just before
-    /// it (a cue for concealment).
+    /// it (a cue for concealment). If the connection closes while this (or `on_open`) runs,
+    /// the future is dropped and the stream's [`CallContext`](crate::CallContext) cancelled;
+    /// `on_end` still follows.
     async fn handle(&self, session: &Session, stream: &StreamInfo, frame: Played<Bytes>);
 
-    /// The stream ended: finished by the peer, reset, or its connection lost.
+    /// The stream ended: finished by the peer, reset, or its connection lost. Once the
+    /// connection is closed, it has one second to return before it is dropped.
     async fn on_end(&self, session: &Session, stream: &StreamInfo, end: StreamEnd) {
         let _ = (session, stream, end);
     }

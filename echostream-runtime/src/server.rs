@@ -1,4 +1,4 @@
-//! [`Server`]: an endpoint that accepts connections, one [`Session`] each.
+//! [`Server`]: an endpoint that accepts connections, one [`Session`](crate::Session) each.
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -16,11 +16,9 @@ use crate::error::Error;
 use crate::netsim::NetSim;
 use crate::proto::v1::ErrorCode;
 use crate::protocol::{self, ALPN};
+use crate::session::CLOSE_LINGER;
 use crate::sessions::Sessions;
 use crate::tls::{Fingerprint, ServerTls};
-
-/// How long a shutdown waits, after closing the connections, for the close to reach the peers.
-const CLOSE_LINGER: Duration = Duration::from_secs(1);
 
 /// A running server: accepts connections, serves the handlers of its router on each, and exposes
 /// its live sessions. Cheap to clone.
@@ -136,15 +134,17 @@ impl Server {
         &self.inner.shared.context
     }
 
-    /// Shuts down gracefully: stops accepting connections, sends every session a go-away (its
-    /// peer makes no new calls; new calls that still arrive are answered `UNAVAILABLE`), waits
-    /// up to `grace` for the calls being served to finish, then closes every connection with
-    /// `SHUTDOWN` and runs the context's stop hooks. Calling it again does nothing more.
+    /// Shuts down gracefully: stops accepting connections, then shuts every session down at
+    /// once as [`Session::shutdown`](crate::Session::shutdown) does (a go-away, so its peer makes no new calls; up to
+    /// `grace` for the calls being served to finish and for the events already emitted to be
+    /// delivered; then a close with `SHUTDOWN`), and runs the context's stop hooks. Calling it
+    /// again does nothing more.
     pub async fn shutdown(&self, grace: Duration) {
         if self.inner.stop.send_replace(true) {
             return;
         }
-        let deadline = Instant::now() + grace;
+        // A grace too long to represent (`Duration::MAX`) waits for every call.
+        let deadline = Instant::now().checked_add(grace);
         self.inner.endpoint.set_server_config(None);
         let accept = self
             .inner
@@ -157,30 +157,15 @@ impl Server {
         }
         let sessions = self.sessions().list();
         tracing::info!(sessions = sessions.len(), ?grace, "server shutting down");
-        for session in &sessions {
-            session.go_away("server shutting down");
+        // Every session at once: go-away, calls drained and events delivered within the grace
+        // period, then closed.
+        let mut closing = tokio::task::JoinSet::new();
+        for session in sessions {
+            closing.spawn(async move { session.shutdown_by(deadline, "server shut down").await });
         }
-        for session in &sessions {
-            if tokio::time::timeout_at(deadline, session.drained())
-                .await
-                .is_err()
-            {
-                tracing::warn!(
-                    session = session.id(),
-                    calls = session.calls_in_flight(),
-                    "grace period over; cancelling the calls still in flight"
-                );
-                break;
-            }
-        }
+        while closing.join_next().await.is_some() {}
         let code = protocol::close_code(ErrorCode::Shutdown);
-        for session in &sessions {
-            session.close_with(code, "server shut down");
-        }
         self.inner.endpoint.close(code, b"server shut down");
-        for session in &sessions {
-            let _ = tokio::time::timeout(CLOSE_LINGER, session.closed()).await;
-        }
         let _ = tokio::time::timeout(CLOSE_LINGER, self.inner.endpoint.wait_idle()).await;
         if let Err(error) = self.inner.shared.context.stop().await {
             tracing::warn!(%error, "a stop hook failed");

@@ -24,7 +24,7 @@ use crate::early::{EarlyData, Handshake, handshake_complete};
 use crate::endpoint::{Shared, Side};
 use crate::error::CloseReason;
 use crate::io::{FrameReader, ReadFrameError, status_from_stream_code, status_from_write};
-use crate::keepalive::{self, PongSample, RttEstimator};
+use crate::keepalive::{self, PingsInFlight, PongSample, RttEstimator};
 use crate::panic::catch_unwind_future;
 use crate::proto::v1::{
     ErrorCode, EventPack, Frame, GoAway, RpcRequest, RpcResponse, frame::Payload,
@@ -43,16 +43,52 @@ const ACCEPT_BUDGET: u32 = 16;
 /// Most frames a writer task takes from its queue for one vectored write.
 const WRITE_BATCH: usize = 64;
 
+/// How long a graceful shutdown waits, after closing the connection, for the close to be sent.
+pub(crate) const CLOSE_LINGER: Duration = Duration::from_secs(1);
+
+/// Far enough ahead to mean "never" for a timer (a keepalive interval of `Duration::MAX`).
+const FAR_FUTURE: Duration = Duration::from_secs(100 * 365 * 86_400);
+
 /// One connection to a peer: the handle through which this side calls, emits and streams to
 /// the peer, and which handlers receive to learn who called.
 ///
 /// Cheap to clone (a reference count); all clones are the same session. A session lives until
-/// it is closed: by [`Session::close`], by the peer, by its endpoint's shutdown, or when the
-/// peer goes silent for the idle timeout. Once closed, every call in flight fails at once with
-/// `UNAVAILABLE`, and so does every later call.
+/// it is closed: by [`Session::close`] or [`Session::shutdown`], by the peer, by its endpoint's
+/// shutdown, or when the peer goes silent for the idle timeout. Once closed, every call in
+/// flight fails at once with `UNAVAILABLE`, and so does every later call.
+///
+/// A client's session also closes (with code 0, "session dropped") once the application holds
+/// no handle to it any more, as a quinn `Connection` does: the handle `Client::connect`
+/// returned and its clones, those `Client::sessions()` gives out, and the stream senders opened
+/// on it. (The session a handler receives does not count: keep a clone of one of those.) A
+/// server's sessions belong to the server, until they or it close.
 #[derive(Clone)]
 pub struct Session {
     pub(crate) inner: Arc<Inner>,
+    /// On the application's handles of a client session: the last one dropped closes it.
+    #[expect(dead_code, reason = "held only for its Drop, which closes the session")]
+    owner: Option<Arc<Owner>>,
+}
+
+/// Closes a client session when the application's last handle to it is dropped.
+struct Owner {
+    inner: Arc<Inner>,
+}
+
+impl Drop for Owner {
+    fn drop(&mut self) {
+        let session = Session {
+            inner: self.inner.clone(),
+            owner: None,
+        };
+        if !session.is_closed() {
+            tracing::debug!(
+                session = session.id(),
+                "the application dropped the session; closing it"
+            );
+            session.close_with(VarInt::from_u32(0), "session dropped");
+        }
+    }
 }
 
 pub(crate) struct Inner {
@@ -81,7 +117,12 @@ pub(crate) struct Inner {
     pub(crate) counters: Counters,
     inflight: AtomicUsize,
     drained: Notify,
+    /// Bytes of the peer's incomplete requests and stream frames held, and their limit.
+    pub(crate) budget: Arc<crate::io::Budget>,
     events: Arc<OutQueue<Frame>>,
+    /// Set once the events writer is done: after a graceful close, once the peer acknowledged
+    /// every event written.
+    events_flushed: watch::Sender<bool>,
     control: Arc<OutQueue<Frame>>,
     pub(crate) streams: Mutex<HashMap<u64, Weak<StreamOut>>>,
     /// The peer's streams being received, by id.
@@ -98,6 +139,8 @@ pub(crate) struct Inner {
     closing: AtomicBool,
     close_reason: OnceLock<CloseReason>,
     closed: watch::Sender<bool>,
+    /// The owner of a client session's application handles, while one lives.
+    owner: OnceLock<Weak<Owner>>,
 }
 
 /// What a client does with a server's hello: remember it for the next 0-RTT connection.
@@ -118,6 +161,8 @@ pub(crate) struct Start {
 
 /// What the pings measured.
 struct Timing {
+    /// The pings sent and not answered yet: only their pongs are samples.
+    pings: PingsInFlight,
     rtt: RttEstimator,
     last_pong: Option<PongSample>,
     sync: ClockSync,
@@ -138,7 +183,9 @@ pub(crate) struct Counters {
     pub(crate) stream_frames_sent: AtomicU64,
     pub(crate) stream_frames_received: AtomicU64,
     pub(crate) stream_frames_dropped: AtomicU64,
+    pub(crate) stream_frames_undecodable: AtomicU64,
     pub(crate) streams_refused: AtomicU64,
+    pub(crate) control_frames_dropped: AtomicU64,
     pub(crate) middleware_dropped: AtomicU64,
 }
 
@@ -172,8 +219,14 @@ pub struct SessionStats {
     /// Named-stream frames sent here but never delivered to the connection (full queue, refused
     /// or lost stream, closed connection).
     pub stream_frames_dropped: u64,
+    /// Named-stream frames received that did not decode as the typed handler's message type
+    /// (per stream: [`ReceiveStats::undecodable`](crate::ReceiveStats::undecodable)).
+    pub stream_frames_undecodable: u64,
     /// Named streams of the peer refused for want of a handler (or by middleware).
     pub streams_refused: u64,
+    /// Pongs and go-aways not sent because the control stream's queue was full: the peer
+    /// stopped reading it (or pinged faster than it reads the answers).
+    pub control_frames_dropped: u64,
     /// QUIC datagrams sent by datagram streams (a fragmented frame counts one per fragment).
     pub datagrams_sent: u64,
     /// QUIC datagrams received.
@@ -227,6 +280,7 @@ impl Session {
                 next_call_id: AtomicU64::new(1),
                 next_stream_id: AtomicU64::new(1),
                 timing: Mutex::new(Timing {
+                    pings: PingsInFlight::default(),
                     rtt: RttEstimator::default(),
                     last_pong: None,
                     sync: ClockSync::new(config.clock_sync.clone()),
@@ -235,7 +289,9 @@ impl Session {
                 counters: Counters::default(),
                 inflight: AtomicUsize::new(0),
                 drained: Notify::new(),
+                budget: Arc::new(crate::io::Budget::new(config.incomplete_frame_budget())),
                 events: Arc::new(OutQueue::new(config.event_queue)),
+                events_flushed: watch::channel(false).0,
                 control: Arc::new(OutQueue::new(crate::queue::QueueLimits {
                     frames: 64,
                     bytes: 64 * 1024,
@@ -250,8 +306,10 @@ impl Session {
                 closing: AtomicBool::new(false),
                 close_reason: OnceLock::new(),
                 closed: watch::channel(false).0,
+                owner: OnceLock::new(),
                 shared,
             }),
+            owner: None,
         };
         session.inner.shared.sessions.insert(&session);
         tracing::info!(
@@ -285,14 +343,53 @@ impl Session {
                 tokio::spawn(session.clone().write_control(control_send));
             }
         }
-        tokio::spawn(session.clone().write_events());
+        // The events stream takes its stream id now, before the application can open named
+        // streams: they could otherwise use up the peer's credit and hold events back.
+        let events_stream = if session.inner.handshake.is_confirmed() {
+            open_uni_now(&session.inner.conn)
+        } else {
+            None
+        };
+        tokio::spawn(session.clone().write_events(events_stream));
         if config_datagrams {
             tokio::spawn(crate::unreliable::receive(session.clone()));
         }
+        // The handle for the application (and the plugins): on a client, it owns the session.
+        let session = match session.inner.shared.side {
+            Side::Client => {
+                let owner = Arc::new(Owner {
+                    inner: session.inner.clone(),
+                });
+                let _ = session.inner.owner.set(Arc::downgrade(&owner));
+                Session {
+                    inner: session.inner.clone(),
+                    owner: Some(owner),
+                }
+            }
+            Side::Server => session,
+        };
         crate::plugin::notify(&session.inner.shared.plugins, "on_new_session", |p| {
             p.on_new_session(&session)
         });
         session
+    }
+
+    /// A handle for the runtime's own tasks and registries: it does not keep a client session
+    /// open.
+    pub(crate) fn detached(&self) -> Session {
+        Session {
+            inner: self.inner.clone(),
+            owner: None,
+        }
+    }
+
+    /// A handle for the application: on a client session, one that keeps it open (if an
+    /// application handle is still alive; else the session is closing anyway).
+    pub(crate) fn attached(&self) -> Session {
+        Session {
+            inner: self.inner.clone(),
+            owner: self.inner.owner.get().and_then(Weak::upgrade),
+        }
     }
 
     /// The session's id, unique among the sessions of its endpoint.
@@ -434,7 +531,10 @@ impl Session {
                 call.done = true;
                 return Err(status_from_stream_code(code, "call reset"));
             }
-            Err(ReadFrameError::Read(_)) => return Err(self.unavailable()),
+            // (A response's reader has no budget: the caller chose to wait for it.)
+            Err(ReadFrameError::Read(_) | ReadFrameError::OverBudget { .. }) => {
+                return Err(self.unavailable());
+            }
             Err(ReadFrameError::Codec(e)) => {
                 self.protocol_error(codec_close_code(&e), &format!("bad response frame: {e}"));
                 return Err(self.unavailable());
@@ -518,10 +618,25 @@ impl Session {
         self.emit(name, Bytes::from(message.encode_to_vec())).await
     }
 
+    /// Sends event `name` with a protobuf message and frame metadata. See [`Session::emit`].
+    pub async fn emit_message_with<M: Message>(
+        &self,
+        name: &str,
+        message: &M,
+        metadata: Metadata,
+    ) -> Result<(), Status> {
+        self.emit_with(name, Bytes::from(message.encode_to_vec()), metadata)
+            .await
+    }
+
     /// Opens a named real-time stream to the peer, which routes it to its handler for `name`.
     /// Errors: `UNAVAILABLE` if the session is closed, or the status of failing outbound
-    /// middleware. A peer without a handler for `name` refuses the stream; the sender's next
-    /// `send` then fails `NOT_FOUND`.
+    /// middleware. A peer without a handler for `name` refuses the stream once its first frame
+    /// arrives; the sends after the refusal reached this side fail `NOT_FOUND` (frames sent in
+    /// between are counted as dropped).
+    ///
+    /// The stream is announced with its first frame: one finished or dropped before any frame
+    /// is never seen by the peer (its handler's `on_open`/`on_end` do not run).
     pub async fn open_stream(
         &self,
         name: &str,
@@ -685,8 +800,22 @@ impl Session {
     /// Closes the connection at once with an application error `code` (0 for a normal close,
     /// or [`FIRST_APPLICATION_CLOSE_CODE`](crate::protocol::FIRST_APPLICATION_CLOSE_CODE) and
     /// above for the application's own codes) and a reason for the peer's logs. Calls in flight
-    /// on both sides fail `UNAVAILABLE`. For a graceful end, see `Server::shutdown`.
+    /// on both sides fail `UNAVAILABLE`. For a graceful end, see [`Session::shutdown`].
+    ///
+    /// Codes 1 to 0xFF are the protocol's own (`PROTOCOL_ERROR`, `SHUTDOWN`, ...): an
+    /// application cannot claim one, and such a code is sent as `FIRST_APPLICATION_CLOSE_CODE`
+    /// (with a warning) so the peer never mistakes it for a protocol event.
     pub fn close(&self, code: u32, reason: &str) {
+        let code = if (1..protocol::FIRST_APPLICATION_CLOSE_CODE).contains(&code) {
+            tracing::warn!(
+                session = self.id(),
+                code,
+                "close code reserved for the protocol; sent as the first application code"
+            );
+            protocol::FIRST_APPLICATION_CLOSE_CODE
+        } else {
+            code
+        };
         self.close_with(VarInt::from_u32(code), reason);
     }
 
@@ -744,7 +873,9 @@ impl Session {
             stream_frames_sent: c.stream_frames_sent.load(Relaxed),
             stream_frames_received: c.stream_frames_received.load(Relaxed),
             stream_frames_dropped: c.stream_frames_dropped.load(Relaxed),
+            stream_frames_undecodable: c.stream_frames_undecodable.load(Relaxed),
             streams_refused: c.streams_refused.load(Relaxed),
+            control_frames_dropped: c.control_frames_dropped.load(Relaxed),
             datagrams_sent: d.sent,
             datagrams_received: d.received,
             datagram_frames_incomplete: d.incomplete,
@@ -759,6 +890,19 @@ impl Session {
         self.inner.conn.stats()
     }
 
+    /// Bytes of the peer's incomplete frames (requests and named-stream frames on their way)
+    /// this session holds now; at most
+    /// [`Config::max_incomplete_bytes`](crate::Config::max_incomplete_bytes).
+    pub fn incomplete_bytes(&self) -> usize {
+        self.inner.budget.used()
+    }
+
+    /// Whether the peer sent a go-away (it is shutting down): new calls to it fail
+    /// `UNAVAILABLE` at once, without a stream.
+    pub fn peer_going_away(&self) -> bool {
+        self.inner.peer_going_away.load(Relaxed)
+    }
+
     /// How many of the peer's calls are being served right now.
     pub fn calls_in_flight(&self) -> usize {
         self.inner.inflight.load(Relaxed)
@@ -768,6 +912,11 @@ impl Session {
     pub(crate) fn note_undecodable_event(&self, name: &str, error: &prost::DecodeError) {
         bump(&self.inner.counters.events_undecodable);
         tracing::warn!(session = self.id(), event = name, %error, "event does not decode; dropped");
+    }
+
+    /// Counts a named-stream frame that did not decode as its typed handler's message type.
+    pub(crate) fn count_undecodable_stream_frame(&self) {
+        bump(&self.inner.counters.stream_frames_undecodable);
     }
 
     /// The status of calls that cannot proceed because the connection is gone.
@@ -844,6 +993,55 @@ impl Session {
         }))
     }
 
+    /// Closes the session gracefully: sends the peer a go-away (it makes no new calls; calls
+    /// that still arrive are answered `UNAVAILABLE`), waits up to `grace` for the peer's calls
+    /// being served to finish and for the events already emitted to be delivered (the peer
+    /// acknowledged them), then closes the connection with `SHUTDOWN` and waits briefly for the
+    /// close to be sent. Events emitted after it started fail `UNAVAILABLE`; events still
+    /// unsent when `grace` runs out are counted in [`SessionStats::events_dropped`]. A `grace`
+    /// too long to represent (`Duration::MAX`) waits as long as it takes.
+    ///
+    /// For an immediate close, see [`Session::close`]; `Server::shutdown` does this for every
+    /// session of a server at once.
+    pub async fn shutdown(&self, grace: Duration) {
+        let deadline = Instant::now().checked_add(grace);
+        self.shutdown_by(deadline, "session shut down").await;
+    }
+
+    /// [`Session::shutdown`] with an absolute deadline (`None`: no deadline).
+    pub(crate) async fn shutdown_by(&self, deadline: Option<Instant>, reason: &str) {
+        self.go_away(reason);
+        let graceful = async {
+            self.drained().await;
+            self.flush_events().await;
+        };
+        let in_time = match deadline {
+            Some(deadline) => tokio::time::timeout_at(deadline, graceful).await.is_ok(),
+            None => {
+                graceful.await;
+                true
+            }
+        };
+        if !in_time {
+            tracing::warn!(
+                session = self.id(),
+                calls = self.calls_in_flight(),
+                "grace period over; cancelling the calls still in flight and dropping unsent events"
+            );
+        }
+        self.close_with(protocol::close_code(ErrorCode::Shutdown), reason);
+        let _ = tokio::time::timeout(CLOSE_LINGER, self.closed()).await;
+    }
+
+    /// Stops taking events and waits until the ones queued are written, the events stream is
+    /// finished, and the peer has acknowledged all of it.
+    async fn flush_events(&self) {
+        self.inner.events.close();
+        let mut flushed = self.inner.events_flushed.subscribe();
+        // The sender lives in `inner`, which `self` keeps alive: waiting cannot fail.
+        let _ = flushed.wait_for(|done| *done).await;
+    }
+
     /// Sends a go-away and refuses the peer's new calls from now on.
     pub(crate) fn go_away(&self, reason: &str) {
         if self.inner.going_away.swap(true, Relaxed) {
@@ -857,7 +1055,13 @@ impl Session {
             })),
         };
         // A full control queue means the peer stopped reading; the close that follows tells it.
-        let _ = self.inner.control.push(frame, 0);
+        if self.inner.control.push(frame, 0).is_err() {
+            bump(&self.inner.counters.control_frames_dropped);
+            tracing::warn!(
+                session = self.id(),
+                "go-away not sent: the control queue is full (the peer does not read it)"
+            );
+        }
     }
 
     /// Waits until no call of the peer is being served.
@@ -917,7 +1121,14 @@ impl Session {
     }
 
     /// Accepts the peer's calls, one task per call.
+    ///
+    /// On a runtime with a single worker thread, a call is first polled right here, and gets a
+    /// task of its own only if it does not complete at once: that saves a task per call, and
+    /// costs nothing there, since no other thread could serve the other calls meanwhile. With
+    /// more workers every call is spawned at once, so the work a handler does before its first
+    /// `.await` never holds up the session's other calls.
     async fn accept_calls(self) {
+        let inline = tokio::runtime::Handle::current().metrics().num_workers() == 1;
         let mut accepted = 0u32;
         while let Ok((send, recv)) = self.inner.conn.accept_bi().await {
             accepted = accepted.wrapping_add(1);
@@ -928,34 +1139,51 @@ impl Session {
                 tokio::task::yield_now().await;
             }
             // Handlers and middleware have their panics caught already; this catches the
-            // runtime's own, so a bug costs one connection, never the process.
-            let mut call = catch_unwind_future(Box::pin(self.clone().serve_call(send, recv)));
-            // A call whose request has fully arrived and whose handler answers at once is
-            // served right here, without a task of its own; the others get one. (Boxed, so
+            // runtime's own, so a bug costs one connection, never the process. (Boxed, so
             // spawning moves a pointer rather than the call's state.)
-            match std::future::poll_fn(|cx| Poll::Ready(Pin::new(&mut call).poll(cx))).await {
-                Poll::Ready(Ok(())) => {}
-                Poll::Ready(Err(panic)) => self.internal_error(&panic),
-                Poll::Pending => {
-                    let session = self.clone();
-                    tokio::spawn(async move {
-                        if let Err(panic) = call.await {
-                            session.internal_error(&panic);
-                        }
-                    });
+            let mut call = catch_unwind_future(Box::pin(self.clone().serve_call(send, recv)));
+            if inline {
+                match std::future::poll_fn(|cx| Poll::Ready(Pin::new(&mut call).poll(cx))).await {
+                    Poll::Ready(Ok(())) => continue,
+                    Poll::Ready(Err(panic)) => {
+                        self.internal_error(&panic);
+                        continue;
+                    }
+                    Poll::Pending => {}
                 }
             }
+            let session = self.clone();
+            tokio::spawn(async move {
+                if let Err(panic) = call.await {
+                    session.internal_error(&panic);
+                }
+            });
         }
     }
 
     /// Serves one call of the peer.
     async fn serve_call(self, mut send: SendStream, recv: RecvStream) {
         let inner = &*self.inner;
-        let mut reader = FrameReader::new(recv, inner.shared.config.max_frame_size);
+        let mut reader = FrameReader::new(recv, inner.shared.config.max_frame_size)
+            .with_budget(inner.budget.clone());
         let frame = match reader.single().await {
             Ok(frame) => frame,
             Err(ReadFrameError::Codec(e)) => {
                 self.protocol_error(codec_close_code(&e), &format!("bad request frame: {e}"));
+                return;
+            }
+            Err(ReadFrameError::OverBudget { limit }) => {
+                // Too much of the peer's requests and stream frames is held incomplete: this
+                // one is refused, the connection goes on.
+                bump(&inner.counters.calls_rejected);
+                tracing::warn!(
+                    session = self.id(),
+                    limit,
+                    "incomplete requests exceed the session's budget; a call is refused"
+                );
+                let code = VarInt::from_u32(Code::ResourceExhausted.as_u32());
+                reader.stop(Code::ResourceExhausted);
+                let _ = send.reset(code);
                 return;
             }
             // Reset by the caller before we read it, or connection lost: nobody to answer.
@@ -1012,10 +1240,14 @@ impl Session {
             let status = Status::not_found(format!("unknown method {:?}", request.name));
             return self.respond(send, id, Err(status)).await;
         };
+        // The peer chooses `timeout_us`: one too far to represent is no deadline.
         let deadline = (request.timeout_us > 0)
-            .then(|| received_at + Duration::from_micros(request.timeout_us));
+            .then(|| {
+                crate::call::deadline_after(received_at, Duration::from_micros(request.timeout_us))
+            })
+            .flatten();
         let ctx = CallContext::new(CallKind::Rpc, id, name.clone(), deadline, metadata)
-            .with_early_data(early);
+            .with_request_flags(idempotent, early);
         // The handler's future is dropped at the end of this block, before the answer is sent.
         let outcome = {
             let handled = ctx
@@ -1055,6 +1287,12 @@ impl Session {
     async fn respond(&self, mut send: SendStream, id: u64, result: Result<Bytes, Status>) {
         let (code, message, data) = match result {
             Ok(data) => (Code::Ok.as_u32(), String::new(), data),
+            // An error whose code says OK would reach the caller as an empty success.
+            Err(status) if status.code() == Code::Ok => (
+                Code::Internal.as_u32(),
+                format!("the handler failed with code OK: {}", status.message()),
+                Bytes::new(),
+            ),
             Err(status) => (
                 status.code().as_u32(),
                 status.message().to_owned(),
@@ -1142,7 +1380,10 @@ impl Session {
         loop {
             let frame = match reader.next().await {
                 Ok(Some(frame)) => frame,
-                Ok(None) | Err(ReadFrameError::Read(_)) => return,
+                // (The events stream's reader has no budget: one frame at most is pending.)
+                Ok(None) | Err(ReadFrameError::Read(_) | ReadFrameError::OverBudget { .. }) => {
+                    return;
+                }
                 Err(ReadFrameError::Codec(e)) => {
                     return self
                         .protocol_error(codec_close_code(&e), &format!("bad event frame: {e}"));
@@ -1200,7 +1441,18 @@ impl Session {
             let handled = ctx
                 .clone()
                 .scope(catch_unwind_future(handler.handle(self, event)));
-            if let Err(panic) = handled.await {
+            // A handler still running when the connection goes is cancelled: one stuck on a
+            // channel, a lock or a call to the gone peer must not keep the session alive.
+            let outcome = tokio::select! {
+                biased;
+                outcome = handled => outcome,
+                _ = self.inner.conn.closed() => {
+                    ctx.cancel();
+                    tracing::debug!(session = self.id(), event = %name, "event handler cancelled: the connection closed");
+                    return;
+                }
+            };
+            if let Err(panic) = outcome {
                 bump(&self.inner.counters.handler_panics);
                 tracing::error!(session = self.id(), event = %name, panic, "event handler panicked");
             }
@@ -1357,10 +1609,21 @@ impl Session {
         true
     }
 
-    /// Takes in one completed ping/pong exchange: round trip and clock sample.
-    fn take_sample(&self, sample: PongSample) {
+    /// Takes in a pong arriving at `t4`: a round trip and clock sample if it answers a ping
+    /// this side sent, ignored otherwise (unsolicited, replayed, or inconsistent).
+    fn take_pong(&self, pong: &crate::proto::v1::Pong, t4: u64) {
         let now = self.inner.shared.clock.instant();
         let mut timing = self.inner.timing();
+        let max_rtt = self.inner.shared.config.idle_timeout;
+        let Some(sample) = timing.pings.answer(pong, t4, max_rtt) else {
+            drop(timing);
+            tracing::debug!(
+                session = self.id(),
+                t1 = pong.t1,
+                "a pong that answers no ping in flight, or with inconsistent timestamps; ignored"
+            );
+            return;
+        };
         timing.rtt.update(sample.round_trip());
         timing.last_pong = Some(sample);
         match timing
@@ -1405,7 +1668,7 @@ impl Session {
                     return self
                         .protocol_error(codec_close_code(&e), &format!("bad hello frame: {e}"));
                 }
-                Ok(Err(ReadFrameError::Read(_))) => return,
+                Ok(Err(ReadFrameError::Read(_) | ReadFrameError::OverBudget { .. })) => return,
                 Ok(Ok(_)) => {
                     return self.protocol_error(
                         ErrorCode::ProtocolError,
@@ -1419,7 +1682,7 @@ impl Session {
         loop {
             let frame = match reader.next().await {
                 Ok(Some(frame)) => frame,
-                Ok(None) | Err(ReadFrameError::Read(_)) => {
+                Ok(None) | Err(ReadFrameError::Read(_) | ReadFrameError::OverBudget { .. }) => {
                     if !self.is_closed() {
                         self.protocol_error(ErrorCode::ProtocolError, "the control stream ended");
                     }
@@ -1438,12 +1701,16 @@ impl Session {
                         metadata: Metadata::new(),
                         payload: Some(Payload::Pong(keepalive::pong(&ping, t2, t2))),
                     };
-                    let _ = self.inner.control.push(pong, 0);
+                    if self.inner.control.push(pong, 0).is_err() {
+                        // Harmless to the protocol (a pong may go unanswered), but counted.
+                        bump(&self.inner.counters.control_frames_dropped);
+                        tracing::debug!(
+                            session = self.id(),
+                            "pong not sent: the control queue is full"
+                        );
+                    }
                 }
-                Some(Payload::Pong(pong)) => {
-                    let sample = PongSample::new(&pong, clock.now_micros());
-                    self.take_sample(sample);
-                }
+                Some(Payload::Pong(pong)) => self.take_pong(&pong, clock.now_micros()),
                 Some(Payload::GoAway(go_away)) => {
                     tracing::info!(session = self.id(), reason = %go_away.reason, "the peer is going away");
                     self.inner.peer_going_away.store(true, Relaxed);
@@ -1477,14 +1744,20 @@ impl Session {
                         metadata: Metadata::new(),
                         payload: Some(Payload::Ping(keepalive::ping(0))),
                     });
-                    next_ping = Instant::now() + self.ping_interval();
+                    let now = Instant::now();
+                    next_ping = now
+                        .checked_add(self.ping_interval())
+                        .unwrap_or(now + FAR_FUTURE);
                 }
             }
             for mut frame in batch.drain(..) {
                 // A ping's origin and a pong's transmit time are when they are written, not
                 // when they were queued.
                 match &mut frame.payload {
-                    Some(Payload::Ping(ping)) => ping.t1 = clock.now_micros(),
+                    Some(Payload::Ping(ping)) => {
+                        ping.t1 = clock.now_micros();
+                        self.inner.timing().pings.sent(ping.t1);
+                    }
                     Some(Payload::Pong(pong)) => pong.t3 = clock.now_micros(),
                     _ => {}
                 }
@@ -1500,44 +1773,58 @@ impl Session {
         }
     }
 
-    /// Writes queued events to this side's events stream, opened with the first event.
-    async fn write_events(self) {
+    /// Writes queued events to this side's events stream: `opened` when the session started,
+    /// else opened as soon as the handshake allows, so that named streams cannot take all of
+    /// the peer's stream credit first. Once the queue is closed and drained (a graceful
+    /// shutdown), finishes the stream and waits for the peer to acknowledge it; then marks the
+    /// events flushed.
+    async fn write_events(self, opened: Option<SendStream>) {
         let queue = self.inner.events.clone();
-        let mut batch = Vec::new();
-        let mut chunks = Vec::new();
-        let mut encoder = Encoder::new();
-        let mut send: Option<SendStream> = None;
-        while queue.pop_batch(&mut batch, WRITE_BATCH).await {
-            if send.is_none() {
-                // Events are not replay-safe: they never travel as early data.
-                if !self.inner.handshake.wait().await {
+        let stream = match opened {
+            Some(stream) => Some(stream),
+            // Events are not replay-safe: they never travel as early data.
+            None if self.inner.handshake.wait().await => self.inner.conn.open_uni().await.ok(),
+            None => None,
+        };
+        if let Some(mut stream) = stream {
+            let mut batch = Vec::new();
+            let mut chunks = Vec::new();
+            let mut encoder = Encoder::new();
+            encoder.put_byte(STREAM_EVENTS);
+            let mut drained = true;
+            while queue.pop_batch(&mut batch, WRITE_BATCH).await {
+                let count = batch.len() as u64;
+                for frame in batch.drain(..) {
+                    encoder.encode(frame, &mut chunks);
+                }
+                encoder.flush(&mut chunks);
+                self.inner.datagrams.note_stream_write();
+                if stream.write_all_chunks(&mut chunks).await.is_err() {
+                    // The batch taken is lost with the connection: counted, as the rest.
+                    self.drop_events(count, "the connection is lost");
+                    drained = false;
                     break;
                 }
-                match self.inner.conn.open_uni().await {
-                    Ok(stream) => send = Some(stream),
-                    Err(_) => break,
-                }
-                encoder.put_byte(STREAM_EVENTS);
+                self.inner.counters.events_sent.fetch_add(count, Relaxed);
+                chunks.clear();
             }
-            let count = batch.len() as u64;
-            for frame in batch.drain(..) {
-                encoder.encode(frame, &mut chunks);
+            if drained {
+                let _ = stream.finish();
+                // Resolves once the peer acknowledged everything (or the connection is gone).
+                let _ = stream.stopped().await;
             }
-            encoder.flush(&mut chunks);
-            let Some(stream) = send.as_mut() else { break };
-            self.inner.datagrams.note_stream_write();
-            if stream.write_all_chunks(&mut chunks).await.is_err() {
-                self.inner.counters.events_dropped.fetch_add(count, Relaxed);
-                break;
-            }
-            self.inner.counters.events_sent.fetch_add(count, Relaxed);
-            chunks.clear();
         }
         let lost = queue.close_and_clear();
-        self.inner
-            .counters
-            .events_dropped
-            .fetch_add(lost as u64, Relaxed);
+        if lost > 0 {
+            self.drop_events(lost as u64, "the session closed");
+        }
+        self.inner.events_flushed.send_replace(true);
+    }
+
+    /// Counts `count` events emitted here that will never be sent, and says why.
+    fn drop_events(&self, count: u64, why: &str) {
+        self.inner.counters.events_dropped.fetch_add(count, Relaxed);
+        tracing::debug!(session = self.id(), count, why, "events dropped");
     }
 }
 
@@ -1637,6 +1924,16 @@ where
         outcome = handled => Ended::Answered(outcome),
         _ = stopped => Ended::Stopped,
         _ = expired => Ended::Expired,
+    }
+}
+
+/// Opens a unidirectional stream if the peer's credit allows it right now, without waiting.
+fn open_uni_now(conn: &Connection) -> Option<SendStream> {
+    let mut open = std::pin::pin!(conn.open_uni());
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    match open.as_mut().poll(&mut cx) {
+        Poll::Ready(Ok(stream)) => Some(stream),
+        _ => None,
     }
 }
 

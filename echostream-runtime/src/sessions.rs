@@ -48,7 +48,7 @@ impl Sessions {
             .by_id
             .write()
             .unwrap_or_else(|e| e.into_inner())
-            .insert(session.id(), session.clone());
+            .insert(session.id(), session.detached());
     }
 
     pub(crate) fn remove(&self, session: &Session) {
@@ -69,7 +69,7 @@ impl Sessions {
             .unwrap_or_else(|e| e.into_inner())
             .entry(group.to_owned())
             .or_default()
-            .insert(session.id(), session.clone());
+            .insert(session.id(), session.detached());
     }
 
     pub(crate) fn leave(&self, group: &str, id: u64) {
@@ -89,7 +89,7 @@ impl Sessions {
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .get(&id)
-            .cloned()
+            .map(Session::attached)
     }
 
     /// Every live session, in id order (a snapshot).
@@ -100,7 +100,7 @@ impl Sessions {
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .values()
-            .cloned()
+            .map(Session::attached)
             .collect();
         all.sort_by_key(Session::id);
         all
@@ -127,7 +127,7 @@ impl Sessions {
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .get(group)
-            .map(|members| members.values().cloned().collect())
+            .map(|members| members.values().map(Session::attached).collect())
             .unwrap_or_default()
     }
 

@@ -6,17 +6,18 @@ use std::collections::HashMap;
 use std::fmt;
 use std::sync::{Arc, RwLock};
 
-type Key = (TypeId, String);
+/// The values of one type, by name.
+type Named = HashMap<Box<str>, Arc<dyn Any + Send + Sync>>;
 
 /// A map from (type, name) to a shared value.
 ///
 /// Values are stored as `Arc<T>` and handed out as clones of it, so no lock is held while a value
 /// is used. The type is part of the key: `get::<u32>("n")` never sees a `String` stored as `"n"`.
 /// The unnamed methods ([`State::insert`], [`State::get`]) key by type alone, for the common case
-/// of one value per type (an authenticated user, a database pool).
+/// of one value per type (an authenticated user, a database pool). Lookups allocate nothing.
 #[derive(Default)]
 pub struct State {
-    values: RwLock<HashMap<Key, Arc<dyn Any + Send + Sync>>>,
+    values: RwLock<HashMap<TypeId, Named>>,
 }
 
 impl State {
@@ -44,26 +45,36 @@ impl State {
     pub fn set<T: Send + Sync + 'static>(&self, key: &str, value: T) -> Option<Arc<T>> {
         let old = self
             .write()
-            .insert((TypeId::of::<T>(), key.to_owned()), Arc::new(value));
+            .entry(TypeId::of::<T>())
+            .or_default()
+            .insert(key.into(), Arc::new(value));
         old.and_then(|v| v.downcast().ok())
     }
 
     /// The value of type `T` stored under `key`.
     pub fn get_named<T: Send + Sync + 'static>(&self, key: &str) -> Option<Arc<T>> {
         let map = self.values.read().unwrap_or_else(|e| e.into_inner());
-        let value = map.get(&(TypeId::of::<T>(), key.to_owned()))?.clone();
+        let value = map.get(&TypeId::of::<T>())?.get(key)?.clone();
+        drop(map);
         value.downcast().ok()
     }
 
     /// Removes the value of type `T` stored under `key`.
     pub fn remove_named<T: Send + Sync + 'static>(&self, key: &str) -> Option<Arc<T>> {
-        let old = self.write().remove(&(TypeId::of::<T>(), key.to_owned()));
+        let mut map = self.write();
+        let named = map.get_mut(&TypeId::of::<T>())?;
+        let old = named.remove(key);
+        if named.is_empty() {
+            map.remove(&TypeId::of::<T>());
+        }
+        drop(map);
         old.and_then(|v| v.downcast().ok())
     }
 
     /// How many values are stored.
     pub fn len(&self) -> usize {
-        self.values.read().unwrap_or_else(|e| e.into_inner()).len()
+        let map = self.values.read().unwrap_or_else(|e| e.into_inner());
+        map.values().map(HashMap::len).sum()
     }
 
     /// Whether nothing is stored.
@@ -71,7 +82,7 @@ impl State {
         self.len() == 0
     }
 
-    fn write(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<Key, Arc<dyn Any + Send + Sync>>> {
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<TypeId, Named>> {
         self.values.write().unwrap_or_else(|e| e.into_inner())
     }
 }
@@ -114,5 +125,15 @@ mod tests {
         assert_eq!(state.len(), 3);
         assert_eq!(*state.remove_named::<u32>("n").unwrap(), 1);
         assert!(state.get_named::<u32>("n").is_none());
+        assert_eq!(
+            *state.get_named::<u32>("m").unwrap(),
+            2,
+            "other names of the type stay"
+        );
+        assert_eq!(state.len(), 2);
+        assert!(state.remove_named::<u32>("n").is_none());
+        state.remove_named::<u32>("m");
+        state.remove_named::<String>("n");
+        assert!(state.is_empty());
     }
 }

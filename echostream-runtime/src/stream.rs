@@ -2,19 +2,20 @@
 //! [`StreamInfo`] and [`StreamEnd`] for the receiving handler.
 //!
 //! A stream is announced by a `StreamOpen` frame carrying its name, on a QUIC unidirectional
-//! stream of its own, so the receiver routes it to the [`StreamHandler`](crate::StreamHandler)
+//! stream of its own, so the receiver routes it to the [`StreamHandler`]
 //! registered under that name. With [`Delivery::Reliable`], its frames follow on that QUIC
 //! stream: they arrive complete and in order, and never delay RPCs, events or other streams.
 //! With [`Delivery::Datagram`], its frames travel as QUIC datagrams (see
-//! [`unreliable`](crate::unreliable)) while the announcement stream stays open; closing it ends
+//! [`unreliable`]) while the announcement stream stays open; closing it ends
 //! the stream. Either way the handler's [`Playout`] decides how frames reach it: on arrival or
-//! through a jitter buffer, with [`ReceiveStats`](crate::ReceiveStats) on [`StreamInfo::stats`].
+//! through a jitter buffer, with [`ReceiveStats`] on [`StreamInfo::stats`].
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use prost::Message;
 use quinn::{SendStream, VarInt, WriteError};
 
 use crate::call::{CallContext, CallKind, Metadata};
@@ -46,6 +47,9 @@ const LINGER_STEP: Duration = Duration::from_millis(10);
 
 /// How many frames of a burst a received stream takes in before it publishes its statistics.
 const PUBLISH_EVERY: u32 = 32;
+
+/// How long a stream handler's `on_end` may still run once the connection is closed.
+const ON_END_AFTER_CLOSE: Duration = Duration::from_secs(1);
 
 /// How long frames held in a jitter buffer may still play after their stream finished.
 const MAX_DRAIN: Duration = Duration::from_secs(2);
@@ -172,6 +176,11 @@ impl StreamInfo {
     pub fn stats(&self) -> ReceiveStats {
         self.stats.get()
     }
+
+    /// Counts a frame of this stream that did not decode as the handler's message type.
+    pub(crate) fn count_undecodable(&self) {
+        self.stats.count_undecodable();
+    }
 }
 
 /// How a received stream ended.
@@ -185,6 +194,10 @@ pub enum StreamEnd {
     Reset(u64),
     /// The connection was lost or closed.
     ConnectionLost,
+    /// This side stopped it with this status code: `RESOURCE_EXHAUSTED` when the peer's
+    /// incomplete frames exceeded the session's budget
+    /// ([`Config::max_incomplete_bytes`](crate::Config::max_incomplete_bytes)).
+    Stopped(u32),
 }
 
 /// The sending side of an open named stream. Cheap to clone; clones send on the same stream.
@@ -289,6 +302,12 @@ impl StreamSender {
     /// exceeds the peer's limit, the peer's refusal of the stream (`NOT_FOUND` for a name
     /// without handler), `UNAVAILABLE` once the session is closed, `CANCELLED` after
     /// `finish`.
+    ///
+    /// Outbound middleware runs after `send` returned, and may grow a frame (metadata, a
+    /// changed payload). A frame so grown past what the peer accepts is dropped and counted,
+    /// never sent to close the connection: on a datagram stream `send` returns
+    /// `RESOURCE_EXHAUSTED` for it at once; on a reliable stream the frames before it are
+    /// delivered, the stream is finished there, and later sends fail `RESOURCE_EXHAUSTED`.
     pub async fn send_at(&self, timestamp: u64, data: Bytes) -> Result<(), Status> {
         let out = &*self.out;
         match &out.lane {
@@ -568,7 +587,7 @@ pub(crate) async fn open(
         .insert(id, Arc::downgrade(&out));
     if let Some((queue, aborted, open)) = writer {
         let writer = Writer {
-            session: session.clone(),
+            session: session.detached(),
             out: Arc::downgrade(&out),
             queue,
             aborted,
@@ -605,7 +624,22 @@ impl Writer {
         let mut next_seq = 0u64;
         let mut open = Some(open);
         let failure = loop {
-            if !queue.pop_batch(&mut batch, WRITE_BATCH).await {
+            // While waiting for frames, a refusal by the peer (STOP_SENDING) fails the stream
+            // at once, so the next `send` reports it instead of queueing into the void.
+            let more = match send.as_ref() {
+                Some(stream) => tokio::select! {
+                    more = queue.pop_batch(&mut batch, WRITE_BATCH) => more,
+                    stopped = stream.stopped() => {
+                        let status = match stopped {
+                            Ok(Some(code)) => status_from_stream_code(code, "stream refused"),
+                            _ => session.unavailable(),
+                        };
+                        break Some((0, status));
+                    }
+                },
+                None => queue.pop_batch(&mut batch, WRITE_BATCH).await,
+            };
+            if !more {
                 break None;
             }
             if let Some(open) = open.take() {
@@ -616,7 +650,12 @@ impl Writer {
                 encoder.put_byte(STREAM_STREAM);
                 encoder.encode(open, &mut chunks);
             }
-            let count = batch.len();
+            // Middleware may grow a frame (metadata) past what the peer accepts, and the peer
+            // would close the connection for it: such a frame is dropped, the frames before it
+            // are delivered, the stream is finished there and later sends fail.
+            let max = session.peer_max_frame_size();
+            let mut written = 0u64;
+            let mut oversize = None;
             for pending in batch.drain(..) {
                 let seq = next_seq + pending.gap;
                 next_seq = seq + 1;
@@ -630,8 +669,19 @@ impl Writer {
                     })),
                 };
                 match session.outbound(frame).await {
-                    Ok(Some(frame)) => {
-                        encoder.encode(frame, &mut chunks);
+                    Ok(Some(frame)) if oversize.is_none() => {
+                        let size = frame.encoded_len();
+                        if size > max {
+                            oversize = Some((1, oversize_status(&session, id, size, max)));
+                        } else {
+                            encoder.encode(frame, &mut chunks);
+                            written += 1;
+                        }
+                    }
+                    Ok(Some(_)) => {
+                        if let Some((unsent, _)) = oversize.as_mut() {
+                            *unsent += 1;
+                        }
                     }
                     Ok(None) => {}
                     Err(status) => {
@@ -646,21 +696,29 @@ impl Writer {
             session.inner.datagrams.note_stream_write();
             match stream.write_all_chunks(&mut chunks).await {
                 Ok(()) => match out.upgrade() {
-                    Some(out) => out.count_sent(count as u64),
+                    Some(out) => out.count_sent(written),
                     None => {
                         session
                             .inner
                             .counters
                             .stream_frames_sent
-                            .fetch_add(count as u64, Relaxed);
+                            .fetch_add(written, Relaxed);
                     }
                 },
                 Err(WriteError::Stopped(code)) => {
-                    break Some((count, status_from_stream_code(code, "stream refused")));
+                    break Some((
+                        written as usize,
+                        status_from_stream_code(code, "stream refused"),
+                    ));
                 }
-                Err(_) => break Some((count, session.unavailable())),
+                Err(_) => break Some((written as usize, session.unavailable())),
             }
             chunks.clear();
+            if let Some((unsent, status)) = oversize {
+                // Finished, not reset: the frames written before it still arrive.
+                let _ = stream.finish();
+                break Some((unsent, status));
+            }
         };
         match failure {
             None => {
@@ -684,6 +742,21 @@ impl Writer {
             }
         }
     }
+}
+
+/// Why a stream frame grown to `size` bytes by outbound middleware cannot be sent.
+fn oversize_status(session: &Session, id: u64, size: usize, max: usize) -> Status {
+    tracing::warn!(
+        session = session.id(),
+        stream = id,
+        size,
+        max,
+        "outbound middleware grew a stream frame past the peer's limit; the stream fails"
+    );
+    Status::resource_exhausted(format!(
+        "a frame of stream {id} is {size} bytes after outbound middleware, over the peer's limit \
+         of {max} bytes: dropped, and the stream failed"
+    ))
 }
 
 /// Where a received stream's frames come from.
@@ -727,6 +800,16 @@ impl Source {
                             &format!("bad stream frame: {e}"),
                         );
                         return Next::End(StreamEnd::ConnectionLost);
+                    }
+                    Err(ReadFrameError::OverBudget { limit }) => {
+                        tracing::warn!(
+                            session = session.id(),
+                            stream = id,
+                            limit,
+                            "incomplete frames exceed the session's budget; stream stopped"
+                        );
+                        reader.stop(Code::ResourceExhausted);
+                        return Next::End(StreamEnd::Stopped(Code::ResourceExhausted.as_u32()));
                     }
                 };
                 match frame.payload {
@@ -776,7 +859,8 @@ impl Source {
                                 Err(ReadFrameError::Read(quinn::ReadError::Reset(code))) => {
                                     return Next::End(StreamEnd::Reset(code.into_inner()));
                                 }
-                                Err(ReadFrameError::Read(_)) => {
+                                // (An announcement's reader has no budget.)
+                                Err(ReadFrameError::Read(_) | ReadFrameError::OverBudget { .. }) => {
                                     return Next::End(StreamEnd::ConnectionLost);
                                 }
                                 Ok(Some(_)) => {
@@ -858,14 +942,19 @@ fn linger_time(session: &Session) -> Duration {
 }
 
 /// Reads a stream the peer opened and hands its frames to the handler of its name.
-pub(crate) async fn read(session: Session, mut reader: FrameReader) {
+pub(crate) async fn read(session: Session, reader: FrameReader) {
     // A stream opened in early data may be a replay: it waits for the handshake.
     if !session.inner.handshake.wait().await {
         return;
     }
+    let mut reader = reader.with_budget(session.inner.budget.clone());
     let frame = match reader.next().await {
         Ok(Some(frame)) => frame,
         Ok(None) | Err(ReadFrameError::Read(_)) => return,
+        Err(ReadFrameError::OverBudget { .. }) => {
+            session.inner.counters.streams_refused.fetch_add(1, Relaxed);
+            return reader.stop(Code::ResourceExhausted);
+        }
         Err(ReadFrameError::Codec(e)) => {
             return session.protocol_error(codec_close_code(&e), &format!("bad stream frame: {e}"));
         }
@@ -984,7 +1073,12 @@ impl Receiver<'_> {
 
     async fn serve(&self, mut source: Source, mut playback: Playback) {
         let session = self.session;
-        if let Err(panic) = catch_unwind_future(self.handler.on_open(session, self.info)).await {
+        if let Some(Err(panic)) = self
+            .until_closed(catch_unwind_future(
+                self.handler.on_open(session, self.info),
+            ))
+            .await
+        {
             self.panicked("on_open", panic);
         }
         let mut drops_seen = (0, 0);
@@ -1040,9 +1134,39 @@ impl Receiver<'_> {
         }
         source.count_drops(&mut playback, &mut drops_seen);
         self.info.stats.set(playback.stats());
-        if let Err(panic) = catch_unwind_future(self.handler.on_end(session, self.info, end)).await
-        {
-            self.panicked("on_end", panic);
+        // `on_end` runs even after the connection is lost (to tell the handler so), for a
+        // little while.
+        let on_end = catch_unwind_future(self.handler.on_end(session, self.info, end));
+        let closed = async {
+            session.inner.conn.closed().await;
+            tokio::time::sleep(ON_END_AFTER_CLOSE).await;
+        };
+        tokio::select! {
+            biased;
+            ended = on_end => {
+                if let Err(panic) = ended {
+                    self.panicked("on_end", panic);
+                }
+            }
+            () = closed => {
+                self.ctx.cancel();
+                tracing::debug!(session = session.id(), stream = %self.info.name, "on_end cancelled: the connection is closed");
+            }
+        }
+    }
+
+    /// Runs a handler's future until it completes, or until the connection closes: then the
+    /// future is dropped, the stream's context cancelled, and `None` returned. A handler stuck
+    /// on a channel, a lock or a call to the gone peer must not keep the session alive.
+    async fn until_closed<F: std::future::Future>(&self, handler: F) -> Option<F::Output> {
+        tokio::select! {
+            biased;
+            output = handler => Some(output),
+            _ = self.session.inner.conn.closed() => {
+                self.ctx.cancel();
+                tracing::debug!(session = self.session.id(), stream = %self.info.name, "stream handler cancelled: the connection closed");
+                None
+            }
         }
     }
 
@@ -1083,16 +1207,15 @@ impl Receiver<'_> {
 
     /// Hands one frame to the handler.
     async fn play(&self, frame: Played<Bytes>) {
-        if let Err(panic) = self
+        let handled = self
             .ctx
             .clone()
             .scope(catch_unwind_future(self.handler.handle(
                 self.session,
                 self.info,
                 frame,
-            )))
-            .await
-        {
+            )));
+        if let Some(Err(panic)) = self.until_closed(handled).await {
             self.session
                 .inner
                 .counters

@@ -85,6 +85,10 @@ pub enum TlsError {
     /// The crypto provider lacks the cipher suite QUIC requires for its initial packets.
     #[error("TLS configuration unusable for QUIC: {0}")]
     Quic(#[from] quinn::crypto::rustls::NoInitialCipherSuite),
+    /// [`Trust::pinned_any`] was given no fingerprint: it would trust no certificate at all
+    /// (an empty or misread list of pins, most likely).
+    #[error("no fingerprint to pin: an empty list of pins trusts no certificate")]
+    NoPins,
 }
 
 /// The SHA-256 digest of a certificate's DER encoding: what a client pins to trust a self-signed
@@ -275,8 +279,19 @@ impl Trust {
     }
 
     /// Trust any of these certificates (e.g. during a certificate rotation).
-    pub fn pinned_any(fingerprints: impl IntoIterator<Item = Fingerprint>) -> Trust {
-        Trust(TrustKind::Pinned(fingerprints.into_iter().collect()))
+    ///
+    /// Errors: [`TlsError::NoPins`] for an empty list, which would trust nothing: pins read from
+    /// an empty or misparsed configuration must not pass for a working trust setting (and never
+    /// mean "trust anything"; that is
+    /// [`Trust::insecure_skip_verification_for_local_development`]).
+    pub fn pinned_any(
+        fingerprints: impl IntoIterator<Item = Fingerprint>,
+    ) -> Result<Trust, TlsError> {
+        let fingerprints: Vec<Fingerprint> = fingerprints.into_iter().collect();
+        if fingerprints.is_empty() {
+            return Err(TlsError::NoPins);
+        }
+        Ok(Trust(TrustKind::Pinned(fingerprints)))
     }
 
     /// Trust chains issued by these PEM root certificates; a server's name is verified too.
@@ -556,7 +571,7 @@ fn server_verifier(
     let algorithms = provider.signature_verification_algorithms;
     Ok(match &trust.0 {
         TrustKind::Pinned(fps) => Arc::new(PinnedVerifier {
-            fingerprints: fps.clone(),
+            pins: Pins::Only(fps.clone()),
             algorithms,
             mandatory: true,
         }),
@@ -575,12 +590,12 @@ fn client_verifier(
     let algorithms = provider.signature_verification_algorithms;
     Ok(match &trust.0 {
         TrustKind::Pinned(fps) => Arc::new(PinnedVerifier {
-            fingerprints: fps.clone(),
+            pins: Pins::Only(fps.clone()),
             algorithms,
             mandatory,
         }),
         TrustKind::Insecure => Arc::new(PinnedVerifier {
-            fingerprints: Vec::new(),
+            pins: Pins::Any,
             algorithms,
             mandatory,
         }),
@@ -596,12 +611,20 @@ fn client_verifier(
     })
 }
 
-/// Accepts exactly the certificates whose fingerprints it holds (an empty list accepts any, for
-/// the insecure client-certificate mode), and checks the handshake signature with the
+/// Which certificates a [`PinnedVerifier`] accepts.
+#[derive(Debug)]
+enum Pins {
+    /// Exactly these (none, if the list is empty).
+    Only(Vec<Fingerprint>),
+    /// Any: the insecure client-certificate mode, named so it cannot happen by accident.
+    Any,
+}
+
+/// Accepts the certificates its [`Pins`] name, and checks the handshake signature with the
 /// certificate's key so the peer proves it holds that key.
 #[derive(Debug)]
 struct PinnedVerifier {
-    fingerprints: Vec<Fingerprint>,
+    pins: Pins,
     algorithms: WebPkiSupportedAlgorithms,
     mandatory: bool,
 }
@@ -609,7 +632,11 @@ struct PinnedVerifier {
 impl PinnedVerifier {
     fn check(&self, end_entity: &CertificateDer<'_>) -> Result<(), rustls::Error> {
         let fingerprint = Fingerprint::of_der(end_entity);
-        if self.fingerprints.is_empty() || self.fingerprints.contains(&fingerprint) {
+        let accepted = match &self.pins {
+            Pins::Only(fingerprints) => fingerprints.contains(&fingerprint),
+            Pins::Any => true,
+        };
+        if accepted {
             Ok(())
         } else {
             tracing::warn!(%fingerprint, "peer certificate does not match the pinned fingerprint");
@@ -762,4 +789,32 @@ fn parse_certs(pem: &[u8], what: &'static str) -> Result<Vec<CertificateDer<'sta
 
 fn to_pem(der: &[u8]) -> String {
     pem::encode(&pem::Pem::new("CERTIFICATE", der))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn verifier(pins: Pins) -> PinnedVerifier {
+        PinnedVerifier {
+            pins,
+            algorithms: provider().signature_verification_algorithms,
+            mandatory: true,
+        }
+    }
+
+    #[test]
+    fn pins_accept_exactly_the_pinned_certificates_and_an_empty_list_accepts_none() {
+        let identity = Identity::self_signed(["localhost"]).unwrap();
+        let cert = identity.chain[0].clone();
+        let other = Identity::self_signed(["localhost"]).unwrap().fingerprint();
+        assert!(
+            verifier(Pins::Only(vec![identity.fingerprint()]))
+                .check(&cert)
+                .is_ok()
+        );
+        assert!(verifier(Pins::Only(vec![other])).check(&cert).is_err());
+        assert!(verifier(Pins::Only(Vec::new())).check(&cert).is_err());
+        assert!(verifier(Pins::Any).check(&cert).is_ok());
+    }
 }

@@ -438,6 +438,8 @@ where
             }
             Err(error) => {
                 self.undecodable.add(key);
+                stream.count_undecodable();
+                session.count_undecodable_stream_frame();
                 tracing::warn!(
                     session = session.id(),
                     stream = stream.id(),

@@ -2,7 +2,7 @@
 //! them back into frames for the stream they were announced under.
 //!
 //! **Sending.** A frame is cut to the connection's current `max_datagram_size()` (see
-//! [`datagram`](crate::datagram)), then admitted by the session's token-bucket [`Pacer`], whose
+//! [`datagram`]), then admitted by the session's token-bucket [`Pacer`], whose
 //! rate follows the congestion controller (`gain × cwnd / min_rtt`). A frame the pacer cannot
 //! admit within its maximum delay is dropped whole and counted; one that must wait a little
 //! waits in a short queue served by a task, so `send` never blocks. Frames also go to quinn only
@@ -165,7 +165,7 @@ pub(crate) async fn open(
         state,
     };
     let announcement = Announcement {
-        session: session.clone(),
+        session: session.detached(),
         id,
         failed,
         states,
@@ -539,7 +539,7 @@ impl Datagrams {
         tx.waiting.push_back(frame);
         drop(tx);
         if !self.pacing.swap(true, Relaxed) {
-            tokio::spawn(pace(session.clone()));
+            tokio::spawn(pace(session.detached()));
         }
         self.wake.notify_one();
         Ok(())
@@ -680,6 +680,18 @@ async fn prepare(
         }
         None => return Ok(None),
     };
+    // The peer reassembles at most the announced max_frame_bytes and would drop a larger frame
+    // uncounted on this side: a frame grown by middleware is refused here, to its sender.
+    if frame.data.len() > out.max_frame_bytes() {
+        out.count_dropped(1);
+        return Err(Status::resource_exhausted(format!(
+            "frame {seq} of stream {} is {} bytes after outbound middleware, over its \
+             max_frame_bytes ({} bytes): dropped",
+            out.name(),
+            frame.data.len(),
+            out.max_frame_bytes()
+        )));
+    }
     let id = FrameId {
         stream_id: frame.stream_id,
         seq: frame.seq,

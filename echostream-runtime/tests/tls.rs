@@ -282,11 +282,19 @@ async fn any_of_several_pins_is_accepted() {
     let server = TestServer::start(&server_tls);
     let accepted = server.accept_one();
     let other = Identity::self_signed(["localhost"]).unwrap().fingerprint();
-    let trust = Trust::pinned_any([other, server_tls.fingerprint()]);
+    let trust = Trust::pinned_any([other, server_tls.fingerprint()]).unwrap();
     connect(&ClientTls::new(trust), server.addr, "localhost")
         .await
         .unwrap();
     server_result(accepted).await.unwrap();
+}
+
+#[tokio::test]
+async fn an_empty_list_of_pins_is_an_error_not_trust_in_everything() {
+    // Pins read from an empty or misparsed file must not switch verification off.
+    let err = Trust::pinned_any(Vec::new()).unwrap_err();
+    assert!(matches!(err, TlsError::NoPins), "{err:?}");
+    assert!(err.to_string().contains("no fingerprint"), "{err}");
 }
 
 #[tokio::test]

@@ -174,3 +174,67 @@ async fn emit_on_a_closed_session_is_unavailable() {
         .unwrap_err();
     assert_eq!(err.code(), echostream_runtime::Code::Unavailable);
 }
+
+/// A server taking at most one named stream of the client at once, which counts its events.
+async fn one_stream_server(events: Arc<std::sync::atomic::AtomicUsize>) -> crate::common::Pair {
+    pair(
+        Server::builder().max_inbound_streams(1).routes(move |r| {
+            r.stream("media", |_, _, _| async {});
+            r.event("tick", move |_, _| {
+                let events = events.clone();
+                async move {
+                    events.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                }
+            });
+        }),
+        Client::builder(),
+    )
+    .await
+}
+
+/// Opens two named streams (one more than the server takes) and sends a frame on each.
+async fn open_media(session: &Session) -> Vec<echostream_runtime::StreamSender> {
+    let mut streams = Vec::new();
+    for _ in 0..2 {
+        let s = within(session.open_stream("media", Default::default()))
+            .await
+            .unwrap();
+        within(s.send(Bytes::from_static(b"frame"))).await.unwrap();
+        streams.push(s);
+    }
+    streams
+}
+
+#[tokio::test]
+async fn events_are_not_starved_of_stream_credit_by_named_streams() {
+    let events = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let p = one_stream_server(events.clone()).await;
+    let _streams = open_media(&p.to_server).await;
+    within(p.to_server.emit("tick", Bytes::from_static(b"1")))
+        .await
+        .unwrap();
+    eventually("the event arrives while the streams stay open", || {
+        events.load(std::sync::atomic::Ordering::SeqCst) == 1
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn every_event_emitted_is_counted_sent_or_dropped_when_the_session_closes() {
+    let events = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let p = one_stream_server(events).await;
+    let _streams = open_media(&p.to_server).await;
+    for i in 0..3 {
+        within(p.to_server.emit("tick", Bytes::from(vec![i; 10])))
+            .await
+            .unwrap();
+    }
+    tokio::task::yield_now().await;
+    p.to_server.close(0, "bye");
+    within(p.to_server.closed()).await;
+    eventually("the writer counts its events", || {
+        let stats = p.to_server.stats();
+        stats.events_sent + stats.events_dropped == 3
+    })
+    .await;
+}

@@ -2,7 +2,6 @@
 //! clear status, counts what it dropped, and leaves the session usable.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use bytes::Bytes;
 use echostream_runtime::{Client, Code, Server, StreamOptions};
@@ -187,5 +186,4 @@ async fn a_full_stream_queue_refuses_counts_and_leaves_a_seq_gap() {
         "the dropped frames left a gap, reported to the receiver as lost"
     );
     eventually("all written", || stream.stats().sent == 5).await;
-    tokio::time::sleep(Duration::from_millis(10)).await;
 }

@@ -13,7 +13,7 @@ use echostream_runtime::{Client, Config, Error, Plugin, Server, Session};
 use prost::Message;
 use quinn::ConnectionError;
 
-use crate::common::{connect, eventually, server_tls, within};
+use crate::common::{WAIT, connect, eventually, server_tls, within};
 
 /// Records why incoming connections were refused.
 #[derive(Clone, Default)]
@@ -228,6 +228,11 @@ async fn another_hello_version_is_refused_on_both_sides() {
 /// close code it got. A well-behaved session on the same server must keep working.
 async fn violation(misbehave: impl AsyncFnOnce(&quinn::Connection)) -> u64 {
     let server = echo_server(Refusals::default(), Config::new()).await;
+    violation_on(server, misbehave).await
+}
+
+/// [`violation`] against a given server, which must serve `echo`.
+async fn violation_on(server: Server, misbehave: impl AsyncFnOnce(&quinn::Connection)) -> u64 {
     let good: Session = connect(&server, Client::builder()).await;
     let conn = raw_connect(&server, b"echostream/1").await.unwrap();
     let _control = send_hello(&conn, 1).await;
@@ -462,4 +467,422 @@ async fn a_datagram_stream_to_an_endpoint_without_datagrams_is_refused() {
         Some(quinn::VarInt::from_u32(9)),
         "FAILED_PRECONDITION"
     );
+}
+
+/// Reads the next length-prefixed frame from `recv`, buffering in `buf`.
+async fn next_frame(recv: &mut quinn::RecvStream, buf: &mut Vec<u8>) -> Frame {
+    loop {
+        let mut slice = &buf[..];
+        if let Ok(len) = prost::decode_length_delimiter(&mut slice) {
+            let prefix = buf.len() - slice.len();
+            if slice.len() >= len {
+                let frame = Frame::decode(&slice[..len]).unwrap();
+                buf.drain(..prefix + len);
+                return frame;
+            }
+        }
+        let chunk = within(recv.read_chunk(1 << 16, true))
+            .await
+            .unwrap()
+            .expect("the stream goes on");
+        buf.extend_from_slice(&chunk.bytes);
+    }
+}
+
+#[tokio::test]
+async fn a_pong_that_answers_no_ping_is_ignored() {
+    use echostream_runtime::proto::v1::Pong;
+    let server = echo_server(Refusals::default(), Config::new()).await;
+    let conn = raw_connect(&server, b"echostream/1").await.unwrap();
+    let mut control = send_hello(&conn, 1).await;
+    // Unsolicited: it answers no ping, and its timestamps would make a round trip of decades.
+    let forged = Frame {
+        metadata: Default::default(),
+        payload: Some(Payload::Pong(Pong {
+            t1: 0,
+            t2: 0,
+            t3: 0,
+        })),
+    };
+    within(control.write_all(&wire(&forged))).await.unwrap();
+    let session = crate::common::server_session(&server).await;
+    // Answer the server's first ping honestly, after the forged pong.
+    let mut peer_control = within(conn.accept_uni()).await.unwrap();
+    let mut kind = [0u8; 1];
+    within(peer_control.read_exact(&mut kind)).await.unwrap();
+    let mut buf = Vec::new();
+    let ping = loop {
+        if let Some(Payload::Ping(ping)) = next_frame(&mut peer_control, &mut buf).await.payload {
+            break ping;
+        }
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_micros() as u64;
+    let answer = Frame {
+        metadata: Default::default(),
+        payload: Some(Payload::Pong(Pong {
+            t1: ping.t1,
+            t2: now,
+            t3: now,
+        })),
+    };
+    within(control.write_all(&wire(&answer))).await.unwrap();
+    eventually("the honest pong is taken", || session.last_pong().is_some()).await;
+    assert_eq!(session.last_pong().unwrap().t1, ping.t1);
+    let rtt = session.rtt().expect("a round trip");
+    assert!(rtt < WAIT, "the forged pong counted: {rtt:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn incomplete_requests_are_bounded_by_the_sessions_budget() {
+    let limit = 8 << 20;
+    let server = echo_server(
+        Refusals::default(),
+        Config::new()
+            .max_frame_size(4 << 20)
+            .max_incomplete_bytes(limit),
+    )
+    .await;
+    let conn = raw_connect(&server, b"echostream/1").await.unwrap();
+    let _control = send_hello(&conn, 1).await;
+    let session = crate::common::server_session(&server).await;
+    // Each stream announces a frame of 4 MiB - 1 and sends 1 MiB of it, then nothing more.
+    let chunk = vec![0x41u8; 1 << 20];
+    let mut held = Vec::new();
+    for _ in 0..12 {
+        let (mut send, recv) = within(conn.open_bi()).await.unwrap();
+        let mut prefix = Vec::new();
+        prost::encoding::encode_varint((4 << 20) - 1, &mut prefix);
+        within(send.write_all(&prefix)).await.unwrap();
+        // A refused stream may be stopped before all of it is written.
+        let _ = within(send.write_all(&chunk)).await;
+        held.push((send, recv));
+    }
+    eventually("calls past the budget are refused", || {
+        session.stats().calls_rejected >= 4
+    })
+    .await;
+    assert!(
+        session.incomplete_bytes() <= limit,
+        "{} bytes held",
+        session.incomplete_bytes()
+    );
+    // A refused call learns why; the connection goes on.
+    let mut refused = 0;
+    for (_, recv) in &mut held {
+        if let Ok(Err(quinn::ReadError::Reset(code))) = tokio::time::timeout(
+            std::time::Duration::from_millis(50),
+            recv.read_chunk(1, true),
+        )
+        .await
+        .map(|r| r.map(|_| ()))
+        {
+            assert_eq!(code.into_inner(), 8, "RESOURCE_EXHAUSTED");
+            refused += 1;
+        }
+    }
+    assert!(refused >= 4, "{refused} calls saw a reset");
+    assert!(conn.close_reason().is_none());
+    // Requests the caller abandons (resets) give their bytes back.
+    for (mut send, _) in held {
+        let _ = send.reset(quinn::VarInt::from_u32(1));
+    }
+    eventually("the budget is released", || session.incomplete_bytes() == 0).await;
+    assert!(conn.close_reason().is_none());
+}
+
+#[tokio::test]
+async fn pongs_a_peer_does_not_read_are_dropped_and_counted() {
+    use echostream_runtime::proto::v1::Ping;
+    let server = echo_server(Refusals::default(), Config::new()).await;
+    // A peer that lets the server write almost nothing to it, and then pings a lot.
+    let mut transport = quinn::TransportConfig::default();
+    transport.stream_receive_window(quinn::VarInt::from_u32(1024));
+    let mut config = quinn::ClientConfig::new(
+        ClientTls::pinned(server.fingerprint())
+            .quic_config(&[b"echostream/1"])
+            .unwrap(),
+    );
+    config.transport_config(Arc::new(transport));
+    let endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
+    let conn = within(
+        endpoint
+            .connect_with(config, server.local_addr(), "localhost")
+            .unwrap(),
+    )
+    .await
+    .unwrap();
+    let mut control = send_hello(&conn, 1).await;
+    let session = crate::common::server_session(&server).await;
+    let ping = wire(&Frame {
+        metadata: Default::default(),
+        payload: Some(Payload::Ping(Ping { t1: 1 })),
+    });
+    let pings: Vec<u8> = std::iter::repeat_n(ping, 2000).flatten().collect();
+    within(control.write_all(&pings)).await.unwrap();
+    eventually("pongs are dropped and counted", || {
+        session.stats().control_frames_dropped > 0
+    })
+    .await;
+    assert!(!session.is_closed(), "the connection goes on");
+}
+
+/// A frame carrying `payload`, length-prefixed, after `prefix` bytes (a stream type).
+fn typed(prefix: &[u8], payloads: &[Payload]) -> Vec<u8> {
+    let mut bytes = prefix.to_vec();
+    for payload in payloads {
+        bytes.extend(wire(&Frame {
+            metadata: Default::default(),
+            payload: Some(payload.clone()),
+        }));
+    }
+    bytes
+}
+
+fn request(id: u64, name: &str, timeout_us: u64) -> Payload {
+    Payload::Request(RpcRequest {
+        id,
+        name: name.into(),
+        timeout_us,
+        idempotent: false,
+        data: Bytes::new(),
+    })
+}
+
+#[tokio::test]
+async fn a_second_control_or_events_stream_is_a_protocol_error() {
+    let code = violation(async |conn| {
+        let mut send = within(conn.open_uni()).await.unwrap();
+        within(send.write_all(&typed(&[0], &[hello(1).payload.unwrap()])))
+            .await
+            .unwrap();
+    })
+    .await;
+    assert_eq!(code, ErrorCode::ProtocolError as u64);
+    let code = violation(async |conn| {
+        for _ in 0..2 {
+            let mut send = within(conn.open_uni()).await.unwrap();
+            within(send.write_all(&[1])).await.unwrap();
+        }
+    })
+    .await;
+    assert_eq!(code, ErrorCode::ProtocolError as u64);
+}
+
+#[tokio::test]
+async fn a_second_frame_on_an_rpc_stream_is_a_protocol_error() {
+    let code = violation(async |conn| {
+        let (mut send, _recv) = within(conn.open_bi()).await.unwrap();
+        let two = typed(&[], &[request(1, "echo", 0), request(1, "echo", 0)]);
+        within(send.write_all(&two)).await.unwrap();
+        send.finish().unwrap();
+    })
+    .await;
+    assert_eq!(code, ErrorCode::ProtocolError as u64);
+}
+
+#[tokio::test]
+async fn the_control_stream_ending_is_a_protocol_error() {
+    let server = echo_server(Refusals::default(), Config::new()).await;
+    let conn = raw_connect(&server, b"echostream/1").await.unwrap();
+    let mut control = send_hello(&conn, 1).await;
+    crate::common::server_session(&server).await;
+    control.finish().unwrap();
+    let (code, reason) = close_code(&conn).await;
+    assert_eq!(code, ErrorCode::ProtocolError as u64);
+    assert!(reason.contains("control stream ended"), "{reason}");
+}
+
+#[tokio::test]
+async fn a_first_stream_that_is_not_control_is_a_protocol_error() {
+    let server = echo_server(Refusals::default(), Config::new()).await;
+    let conn = raw_connect(&server, b"echostream/1").await.unwrap();
+    let mut events = within(conn.open_uni()).await.unwrap();
+    within(events.write_all(&[1])).await.unwrap();
+    let (code, reason) = close_code(&conn).await;
+    assert_eq!(code, ErrorCode::ProtocolError as u64);
+    assert!(
+        reason.contains("first stream must be the control stream"),
+        "{reason}"
+    );
+}
+
+#[tokio::test]
+async fn a_stream_frame_of_another_stream_is_a_protocol_error() {
+    use echostream_runtime::proto::v1::{StreamFrame, StreamOpen};
+    let server = within(
+        Server::builder()
+            .tls(server_tls())
+            .routes(|r| {
+                r.rpc("echo", |_, req| async move { Ok(req.data) });
+                r.stream("s", |_, _, _| async {});
+            })
+            .bind("127.0.0.1:0"),
+    )
+    .await
+    .unwrap();
+    let code = violation_on(server, async |conn| {
+        let mut send = within(conn.open_uni()).await.unwrap();
+        let open = Payload::StreamOpen(StreamOpen {
+            stream_id: 1,
+            name: "s".into(),
+            ..Default::default()
+        });
+        let foreign = Payload::Stream(StreamFrame {
+            stream_id: 2,
+            seq: 0,
+            timestamp: 0,
+            data: Bytes::new(),
+        });
+        within(send.write_all(&typed(&[2], &[open, foreign])))
+            .await
+            .unwrap();
+    })
+    .await;
+    assert_eq!(code, ErrorCode::ProtocolError as u64);
+}
+
+#[tokio::test]
+async fn a_response_with_another_id_is_a_protocol_error() {
+    use echostream_runtime::proto::v1::RpcResponse;
+    let server = echo_server(Refusals::default(), Config::new()).await;
+    let conn = raw_connect(&server, b"echostream/1").await.unwrap();
+    let _control = send_hello(&conn, 1).await;
+    let session = crate::common::server_session(&server).await;
+    // The server calls the raw peer, which answers another call's id.
+    let call = tokio::spawn({
+        let session = session.clone();
+        async move { session.request("anything", Bytes::new()).await }
+    });
+    let (mut send, mut recv) = within(conn.accept_bi()).await.unwrap();
+    let asked = within(recv.read_to_end(1 << 16)).await.unwrap();
+    let Some(Payload::Request(asked)) = Frame::decode_length_delimited(&asked[..]).unwrap().payload
+    else {
+        panic!("not a request")
+    };
+    let answer = Payload::Response(RpcResponse {
+        id: asked.id + 1,
+        ..Default::default()
+    });
+    within(send.write_all(&typed(&[], &[answer])))
+        .await
+        .unwrap();
+    send.finish().unwrap();
+    let err = within(call).await.unwrap().unwrap_err();
+    assert_eq!(err.code(), echostream_runtime::Code::Unavailable, "{err}");
+    let (code, _) = close_code(&conn).await;
+    assert_eq!(code, ErrorCode::ProtocolError as u64);
+}
+
+#[tokio::test]
+async fn the_callee_enforces_the_callers_deadline_itself() {
+    use echostream_runtime::proto::v1::RpcResponse;
+    let server = within(
+        Server::builder()
+            .tls(server_tls())
+            .routes(|r| {
+                r.rpc("slow", |_, _| async move {
+                    tokio::time::sleep(WAIT * 2).await;
+                    Ok(Bytes::new())
+                });
+            })
+            .bind("127.0.0.1:0"),
+    )
+    .await
+    .unwrap();
+    let conn = raw_connect(&server, b"echostream/1").await.unwrap();
+    let _control = send_hello(&conn, 1).await;
+    // A raw caller that never gives up: only the callee can end the call at its deadline.
+    let (mut send, mut recv) = within(conn.open_bi()).await.unwrap();
+    within(send.write_all(&typed(&[], &[request(9, "slow", 100_000)])))
+        .await
+        .unwrap();
+    send.finish().unwrap();
+    let answer = within(recv.read_to_end(1 << 16)).await.unwrap();
+    let Some(Payload::Response(RpcResponse {
+        id, code, message, ..
+    })) = Frame::decode_length_delimited(&answer[..]).unwrap().payload
+    else {
+        panic!("not a response")
+    };
+    assert_eq!(
+        (id, code),
+        (9, echostream_runtime::Code::DeadlineExceeded.as_u32())
+    );
+    assert!(message.contains("deadline"), "{message}");
+}
+
+#[tokio::test]
+async fn incomplete_stream_frames_past_the_budget_stop_their_stream() {
+    use echostream_runtime::StreamEnd;
+    use echostream_runtime::proto::v1::StreamOpen;
+    let (ends_tx, mut ends) = tokio::sync::mpsc::unbounded_channel();
+    struct Ends(tokio::sync::mpsc::UnboundedSender<StreamEnd>);
+    #[echostream_runtime::async_trait]
+    impl echostream_runtime::StreamHandler for Ends {
+        fn name(&self) -> &str {
+            "s"
+        }
+        async fn handle(
+            &self,
+            _: &Session,
+            _: &echostream_runtime::StreamInfo,
+            _: echostream_runtime::Played<Bytes>,
+        ) {
+        }
+        async fn on_end(&self, _: &Session, _: &echostream_runtime::StreamInfo, end: StreamEnd) {
+            let _ = self.0.send(end);
+        }
+    }
+    // A budget of two frames of 64 KiB.
+    let server = within(
+        Server::builder()
+            .tls(server_tls())
+            .max_frame_size(64 * 1024)
+            .max_incomplete_bytes(0)
+            .routes(move |r| {
+                r.add_stream(Ends(ends_tx));
+            })
+            .bind("127.0.0.1:0"),
+    )
+    .await
+    .unwrap();
+    let conn = raw_connect(&server, b"echostream/1").await.unwrap();
+    let _control = send_hello(&conn, 1).await;
+    let session = crate::common::server_session(&server).await;
+    let mut streams = Vec::new();
+    for id in 1..=3 {
+        let mut send = within(conn.open_uni()).await.unwrap();
+        let open = Payload::StreamOpen(StreamOpen {
+            stream_id: id,
+            name: "s".into(),
+            ..Default::default()
+        });
+        let mut bytes = typed(&[2], &[open]);
+        // A frame of 64 KiB - 1 announced, 60 KiB of it sent.
+        prost::encoding::encode_varint(64 * 1024 - 1, &mut bytes);
+        bytes.extend(std::iter::repeat_n(0u8, 60 * 1024));
+        within(send.write_all(&bytes)).await.unwrap();
+        streams.push(send);
+    }
+    assert_eq!(
+        within(ends.recv()).await,
+        Some(StreamEnd::Stopped(
+            echostream_runtime::Code::ResourceExhausted.as_u32()
+        ))
+    );
+    assert!(session.incomplete_bytes() <= 128 * 1024);
+    assert!(!session.is_closed(), "the connection goes on");
+    let mut stopped = 0;
+    for send in &streams {
+        if let Ok(Ok(Some(code))) =
+            tokio::time::timeout(Duration::from_millis(100), send.stopped()).await
+        {
+            assert_eq!(code.into_inner(), 8);
+            stopped += 1;
+        }
+    }
+    assert_eq!(stopped, 1, "only the stream past the budget is stopped");
 }

@@ -172,7 +172,8 @@ async fn mutual_tls_shows_the_client_identity_and_refuses_strangers() {
         ExtendedKeyUsagePurpose::ClientAuth,
     );
     let fingerprint = device.fingerprint();
-    dial(&server, pin.clone().identity(device), "localhost")
+    // Kept: a client session the application drops is closed.
+    let _device = dial(&server, pin.clone().identity(device), "localhost")
         .await
         .unwrap();
     let session = server_session(&server).await;
