@@ -931,14 +931,15 @@ impl Source {
     }
 }
 
-/// How long a finished datagram stream still takes frames in: the path's round trip, within
-/// bounds.
+/// How long a finished datagram stream still takes frames in after its end arrived: the last
+/// datagrams left before the end did, but a path that delays some datagrams more than others
+/// (jitter, reordering) may deliver them after it. Two round trips and 50 ms cover what a path
+/// usually varies by; the reassembly timeout, which bounds how long a frame may be on its way
+/// anyway, caps it.
 fn linger_time(session: &Session) -> Duration {
     let reassembly = session.inner.shared.config.reassembly.timeout;
-    session.inner.conn.rtt().clamp(
-        Duration::from_millis(10),
-        reassembly.max(Duration::from_millis(10)),
-    )
+    let linger = session.inner.conn.rtt().saturating_mul(2) + Duration::from_millis(50);
+    linger.min(reassembly.max(Duration::from_millis(10)))
 }
 
 /// Reads a stream the peer opened and hands its frames to the handler of its name.
