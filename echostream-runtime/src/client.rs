@@ -88,14 +88,14 @@ impl ClientBuilder {
                 (endpoint, Some(handle))
             }
             (Some(addr), None) => (
-                Endpoint::client(addr).map_err(|source| Error::Bind { addr, source })?,
+                endpoint::quinn_endpoint(addr, None).map_err(|source| Error::Bind { addr, source })?,
                 None,
             ),
             (None, None) => {
                 let any6 = SocketAddr::from((Ipv6Addr::UNSPECIFIED, 0));
                 let any4 = SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0));
-                let endpoint = Endpoint::client(any6)
-                    .or_else(|_| Endpoint::client(any4))
+                let endpoint = endpoint::quinn_endpoint(any6, None)
+                    .or_else(|_| endpoint::quinn_endpoint(any4, None))
                     .map_err(|source| Error::Bind { addr: any4, source })?;
                 (endpoint, None)
             }

@@ -2,6 +2,7 @@
 //! parts common to both, and turning a fresh QUIC connection into a [`Session`] (the hello
 //! exchange).
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use quinn::{Connection, SendStream, ZeroRttAccepted};
@@ -422,4 +423,110 @@ pub(crate) async fn establish_early(
         on_peer_hello: Some(on_peer_hello),
     };
     Ok(Session::start(conn, shared, start))
+}
+
+/// What an endpoint asks of its UDP socket's receive and send buffers: room for the bursts of
+/// many connections opening at once. The usual default (about 208 KiB on Linux) holds only some
+/// hundred datagrams: fifty handshakes at once, each with its 0.5-RTT hello and first ping,
+/// overflow it, and each handshake packet the kernel drops costs its connection a probe
+/// timeout (a second, from QUIC's initial RTT estimate of 333 ms). The kernel grants at most
+/// its maximum (`net.core.rmem_max` / `wmem_max` on Linux); the memory is used only while
+/// datagrams wait.
+pub(crate) const SOCKET_BUFFER: usize = 4 << 20;
+
+/// A quinn endpoint on a UDP socket bound to `addr` by [`bind_socket`]; a server if
+/// `server_config` is given.
+pub(crate) fn quinn_endpoint(
+    addr: SocketAddr,
+    server_config: Option<quinn::ServerConfig>,
+) -> std::io::Result<quinn::Endpoint> {
+    let socket = bind_socket(addr)?;
+    let runtime =
+        quinn::default_runtime().ok_or_else(|| std::io::Error::other("no tokio runtime"))?;
+    quinn::Endpoint::new(
+        quinn::EndpointConfig::default(),
+        server_config,
+        socket,
+        runtime,
+    )
+}
+
+/// Binds a UDP socket to `addr`, dual-stack if `addr` is an IPv6 address (where the system
+/// allows), asking for buffers of [`SOCKET_BUFFER`] both ways. If the system grants less, says
+/// so once per process: bursts of new connections may then wait a second on lost handshakes.
+pub(crate) fn bind_socket(addr: SocketAddr) -> std::io::Result<std::net::UdpSocket> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    static WARNED: std::sync::Once = std::sync::Once::new();
+    let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    if addr.is_ipv6() {
+        if let Err(error) = socket.set_only_v6(false) {
+            tracing::debug!(%error, "the socket cannot be dual-stack");
+        }
+    }
+    // Failing to enlarge a buffer is not fatal: the socket works, only bursts suffer.
+    let _ = socket.set_recv_buffer_size(SOCKET_BUFFER);
+    let _ = socket.set_send_buffer_size(SOCKET_BUFFER);
+    let granted = socket.recv_buffer_size().unwrap_or(0);
+    if granted < SOCKET_BUFFER {
+        WARNED.call_once(|| {
+            tracing::warn!(
+                granted,
+                wanted = SOCKET_BUFFER,
+                "the UDP receive buffer is smaller than wanted: many connections opening at \
+                 once may lose handshake packets and wait a second each (on Linux, raise \
+                 net.core.rmem_max)"
+            );
+        });
+    }
+    socket.bind(&addr.into())?;
+    Ok(socket.into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The most the system grants a socket's receive buffer, where it says (Linux).
+    fn system_max() -> Option<usize> {
+        std::fs::read_to_string("/proc/sys/net/core/rmem_max")
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
+    }
+
+    #[test]
+    fn sockets_get_the_receive_buffer_bursts_of_handshakes_need() {
+        let socket = bind_socket("127.0.0.1:0".parse().unwrap()).expect("binds");
+        let granted = socket2::SockRef::from(&socket)
+            .recv_buffer_size()
+            .expect("buffer size");
+        // Linux grants min(asked, rmem_max), and reports twice that (for its bookkeeping).
+        let floor = system_max().map_or(0, |max| SOCKET_BUFFER.min(max));
+        assert!(
+            granted >= floor,
+            "granted {granted} bytes, the system allows {floor}"
+        );
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn an_ipv6_socket_is_dual_stack_where_the_system_allows() {
+        let Ok(socket) = bind_socket("[::]:0".parse().unwrap()) else {
+            return; // No IPv6 on this machine.
+        };
+        let port = socket.local_addr().unwrap().port();
+        socket
+            .set_read_timeout(Some(std::time::Duration::from_secs(5)))
+            .unwrap();
+        let sender = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        sender.send_to(b"v4", ("127.0.0.1", port)).unwrap();
+        let mut buf = [0u8; 8];
+        let (n, from) = socket.recv_from(&mut buf).expect("an IPv4 datagram arrives");
+        assert_eq!(&buf[..n], b"v4");
+        assert_eq!(
+            from.ip(),
+            std::net::IpAddr::from(std::net::Ipv4Addr::LOCALHOST.to_ipv6_mapped())
+        );
+    }
 }

@@ -67,7 +67,7 @@ impl ServerBuilder {
         let mut server_config = ServerConfig::with_crypto(tls.quic_config(&[ALPN])?);
         server_config.transport_config(self.parts.config.transport());
         let (endpoint, netsim) = match &self.parts.netsim {
-            None => (Endpoint::server(server_config, addr), None),
+            None => (endpoint::quinn_endpoint(addr, Some(server_config)), None),
             Some(sim) => match crate::netsim::endpoint(addr, sim.clone(), Some(server_config)) {
                 Ok((endpoint, handle)) => (Ok(endpoint), Some(handle)),
                 Err(e) => (Err(e), None),

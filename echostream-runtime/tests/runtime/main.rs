@@ -5,6 +5,7 @@
 
 mod clock;
 mod common;
+mod connect;
 mod datagrams;
 mod early;
 mod events;
