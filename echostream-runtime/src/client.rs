@@ -88,7 +88,8 @@ impl ClientBuilder {
                 (endpoint, Some(handle))
             }
             (Some(addr), None) => (
-                endpoint::quinn_endpoint(addr, None).map_err(|source| Error::Bind { addr, source })?,
+                endpoint::quinn_endpoint(addr, None)
+                    .map_err(|source| Error::Bind { addr, source })?,
                 None,
             ),
             (None, None) => {

@@ -522,7 +522,9 @@ mod tests {
         let sender = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
         sender.send_to(b"v4", ("127.0.0.1", port)).unwrap();
         let mut buf = [0u8; 8];
-        let (n, from) = socket.recv_from(&mut buf).expect("an IPv4 datagram arrives");
+        let (n, from) = socket
+            .recv_from(&mut buf)
+            .expect("an IPv4 datagram arrives");
         assert_eq!(&buf[..n], b"v4");
         assert_eq!(
             from.ip(),

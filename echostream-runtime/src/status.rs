@@ -15,12 +15,17 @@ pub enum Code {
     Ok,
     /// The call was cancelled, normally by its caller (or dropped by middleware).
     Cancelled,
+    /// An error with no better code, e.g. one translated from another error space.
+    Unknown,
     /// The request was malformed, e.g. its data did not decode.
     InvalidArgument,
     /// The deadline expired before the call completed.
     DeadlineExceeded,
-    /// No handler is registered under the requested name.
+    /// No handler is registered under the requested name, or what the request names does not
+    /// exist.
     NotFound,
+    /// What the request would create exists already, e.g. a user name that is taken.
+    AlreadyExists,
     /// The caller is known but not allowed to do this.
     PermissionDenied,
     /// A limit was hit: concurrent calls, a queue, a frame size.
@@ -28,12 +33,21 @@ pub enum Code {
     /// The operation needs something the connection lacks, e.g. a datagram stream to a peer
     /// without QUIC datagram support.
     FailedPrecondition,
-    /// The caller did not prove who it is.
-    Unauthenticated,
-    /// The connection is gone or going away; the call may be retried elsewhere.
-    Unavailable,
+    /// The operation was aborted by a conflict (e.g. with a concurrent transaction); the caller
+    /// may retry at a higher level.
+    Aborted,
+    /// An argument is past the valid range, e.g. a read past the end.
+    OutOfRange,
+    /// The callee does not implement or support the operation.
+    Unimplemented,
     /// The handler failed unexpectedly (it panicked, or a peer sent an unknown code).
     Internal,
+    /// The connection is gone or going away; the call may be retried elsewhere.
+    Unavailable,
+    /// Data was lost or corrupted beyond recovery.
+    DataLoss,
+    /// The caller did not prove who it is.
+    Unauthenticated,
 }
 
 impl Code {
@@ -42,15 +56,21 @@ impl Code {
         let code = match self {
             Code::Ok => StatusCode::Ok,
             Code::Cancelled => StatusCode::Cancelled,
+            Code::Unknown => StatusCode::Unknown,
             Code::InvalidArgument => StatusCode::InvalidArgument,
             Code::DeadlineExceeded => StatusCode::DeadlineExceeded,
             Code::NotFound => StatusCode::NotFound,
+            Code::AlreadyExists => StatusCode::AlreadyExists,
             Code::PermissionDenied => StatusCode::PermissionDenied,
             Code::ResourceExhausted => StatusCode::ResourceExhausted,
             Code::FailedPrecondition => StatusCode::FailedPrecondition,
-            Code::Unauthenticated => StatusCode::Unauthenticated,
-            Code::Unavailable => StatusCode::Unavailable,
+            Code::Aborted => StatusCode::Aborted,
+            Code::OutOfRange => StatusCode::OutOfRange,
+            Code::Unimplemented => StatusCode::Unimplemented,
             Code::Internal => StatusCode::Internal,
+            Code::Unavailable => StatusCode::Unavailable,
+            Code::DataLoss => StatusCode::DataLoss,
+            Code::Unauthenticated => StatusCode::Unauthenticated,
         };
         code as u32
     }
@@ -61,15 +81,21 @@ impl Code {
         Some(match code {
             StatusCode::Ok => Code::Ok,
             StatusCode::Cancelled => Code::Cancelled,
+            StatusCode::Unknown => Code::Unknown,
             StatusCode::InvalidArgument => Code::InvalidArgument,
             StatusCode::DeadlineExceeded => Code::DeadlineExceeded,
             StatusCode::NotFound => Code::NotFound,
+            StatusCode::AlreadyExists => Code::AlreadyExists,
             StatusCode::PermissionDenied => Code::PermissionDenied,
             StatusCode::ResourceExhausted => Code::ResourceExhausted,
             StatusCode::FailedPrecondition => Code::FailedPrecondition,
-            StatusCode::Unauthenticated => Code::Unauthenticated,
-            StatusCode::Unavailable => Code::Unavailable,
+            StatusCode::Aborted => Code::Aborted,
+            StatusCode::OutOfRange => Code::OutOfRange,
+            StatusCode::Unimplemented => Code::Unimplemented,
             StatusCode::Internal => Code::Internal,
+            StatusCode::Unavailable => Code::Unavailable,
+            StatusCode::DataLoss => Code::DataLoss,
+            StatusCode::Unauthenticated => Code::Unauthenticated,
         })
     }
 
@@ -78,15 +104,21 @@ impl Code {
         match self {
             Code::Ok => "OK",
             Code::Cancelled => "CANCELLED",
+            Code::Unknown => "UNKNOWN",
             Code::InvalidArgument => "INVALID_ARGUMENT",
             Code::DeadlineExceeded => "DEADLINE_EXCEEDED",
             Code::NotFound => "NOT_FOUND",
+            Code::AlreadyExists => "ALREADY_EXISTS",
             Code::PermissionDenied => "PERMISSION_DENIED",
             Code::ResourceExhausted => "RESOURCE_EXHAUSTED",
             Code::FailedPrecondition => "FAILED_PRECONDITION",
-            Code::Unauthenticated => "UNAUTHENTICATED",
-            Code::Unavailable => "UNAVAILABLE",
+            Code::Aborted => "ABORTED",
+            Code::OutOfRange => "OUT_OF_RANGE",
+            Code::Unimplemented => "UNIMPLEMENTED",
             Code::Internal => "INTERNAL",
+            Code::Unavailable => "UNAVAILABLE",
+            Code::DataLoss => "DATA_LOSS",
+            Code::Unauthenticated => "UNAUTHENTICATED",
         }
     }
 }
@@ -144,6 +176,11 @@ impl Status {
         Status::new(Code::Cancelled, message)
     }
 
+    /// [`Code::Unknown`] with a message.
+    pub fn unknown(message: impl Into<String>) -> Status {
+        Status::new(Code::Unknown, message)
+    }
+
     /// [`Code::InvalidArgument`] with a message.
     pub fn invalid_argument(message: impl Into<String>) -> Status {
         Status::new(Code::InvalidArgument, message)
@@ -157,6 +194,11 @@ impl Status {
     /// [`Code::NotFound`] with a message.
     pub fn not_found(message: impl Into<String>) -> Status {
         Status::new(Code::NotFound, message)
+    }
+
+    /// [`Code::AlreadyExists`] with a message.
+    pub fn already_exists(message: impl Into<String>) -> Status {
+        Status::new(Code::AlreadyExists, message)
     }
 
     /// [`Code::PermissionDenied`] with a message.
@@ -174,6 +216,21 @@ impl Status {
         Status::new(Code::FailedPrecondition, message)
     }
 
+    /// [`Code::Aborted`] with a message.
+    pub fn aborted(message: impl Into<String>) -> Status {
+        Status::new(Code::Aborted, message)
+    }
+
+    /// [`Code::OutOfRange`] with a message.
+    pub fn out_of_range(message: impl Into<String>) -> Status {
+        Status::new(Code::OutOfRange, message)
+    }
+
+    /// [`Code::Unimplemented`] with a message.
+    pub fn unimplemented(message: impl Into<String>) -> Status {
+        Status::new(Code::Unimplemented, message)
+    }
+
     /// [`Code::Unauthenticated`] with a message.
     pub fn unauthenticated(message: impl Into<String>) -> Status {
         Status::new(Code::Unauthenticated, message)
@@ -188,6 +245,11 @@ impl Status {
     pub fn internal(message: impl Into<String>) -> Status {
         Status::new(Code::Internal, message)
     }
+
+    /// [`Code::DataLoss`] with a message.
+    pub fn data_loss(message: impl Into<String>) -> Status {
+        Status::new(Code::DataLoss, message)
+    }
 }
 
 impl From<prost::DecodeError> for Status {
@@ -201,24 +263,31 @@ impl From<prost::DecodeError> for Status {
 mod tests {
     use super::*;
 
-    const ALL: [Code; 11] = [
+    /// All 17 of gRPC's codes, in the order of their numbers.
+    const ALL: [Code; 17] = [
         Code::Ok,
         Code::Cancelled,
+        Code::Unknown,
         Code::InvalidArgument,
         Code::DeadlineExceeded,
         Code::NotFound,
+        Code::AlreadyExists,
         Code::PermissionDenied,
         Code::ResourceExhausted,
         Code::FailedPrecondition,
-        Code::Unauthenticated,
-        Code::Unavailable,
+        Code::Aborted,
+        Code::OutOfRange,
+        Code::Unimplemented,
         Code::Internal,
+        Code::Unavailable,
+        Code::DataLoss,
+        Code::Unauthenticated,
     ];
 
     #[test]
     fn numbers_are_grpcs_and_round_trip() {
         let numbers: Vec<u32> = ALL.iter().map(|c| c.as_u32()).collect();
-        assert_eq!(numbers, [0, 1, 3, 4, 5, 7, 8, 9, 16, 14, 13]);
+        assert_eq!(numbers, (0..=16).collect::<Vec<u32>>());
         for code in ALL {
             assert_eq!(Code::from_u32(code.as_u32()), Some(code));
         }
@@ -234,10 +303,40 @@ mod tests {
 
     #[test]
     fn unknown_wire_codes_become_internal_and_keep_the_number() {
-        let status = Status::from_wire(2, "boom");
+        let status = Status::from_wire(17, "boom");
         assert_eq!(status.code(), Code::Internal);
-        assert_eq!(status.message(), "unknown status code 2: boom");
+        assert_eq!(status.message(), "unknown status code 17: boom");
         assert_eq!(Code::from_u32(u32::MAX), None);
+    }
+
+    #[test]
+    fn constructors_give_their_code() {
+        let made = [
+            (Status::cancelled("m"), Code::Cancelled),
+            (Status::unknown("m"), Code::Unknown),
+            (Status::invalid_argument("m"), Code::InvalidArgument),
+            (Status::deadline_exceeded("m"), Code::DeadlineExceeded),
+            (Status::not_found("m"), Code::NotFound),
+            (Status::already_exists("m"), Code::AlreadyExists),
+            (Status::permission_denied("m"), Code::PermissionDenied),
+            (Status::resource_exhausted("m"), Code::ResourceExhausted),
+            (Status::failed_precondition("m"), Code::FailedPrecondition),
+            (Status::aborted("m"), Code::Aborted),
+            (Status::out_of_range("m"), Code::OutOfRange),
+            (Status::unimplemented("m"), Code::Unimplemented),
+            (Status::internal("m"), Code::Internal),
+            (Status::unavailable("m"), Code::Unavailable),
+            (Status::data_loss("m"), Code::DataLoss),
+            (Status::unauthenticated("m"), Code::Unauthenticated),
+        ];
+        for (status, code) in made {
+            assert_eq!((status.code(), status.message()), (code, "m"));
+        }
+        assert_eq!(
+            Status::from_wire(6, "taken"),
+            Status::already_exists("taken")
+        );
+        assert_eq!(Code::AlreadyExists.to_string(), "ALREADY_EXISTS");
     }
 
     #[test]

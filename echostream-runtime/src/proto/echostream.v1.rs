@@ -212,8 +212,8 @@ impl Delivery {
         }
     }
 }
-/// Outcome of an RPC (RpcResponse.code) and the code of an RPC bi-stream reset. The numbers are
-/// gRPC's, for familiarity; any other number received is treated as STATUS_CODE_INTERNAL.
+/// Outcome of an RPC (RpcResponse.code) and the code of an RPC bi-stream reset: gRPC's 17 codes,
+/// with gRPC's numbers and meanings; any other number received is treated as STATUS_CODE_INTERNAL.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, ::prost::Enumeration)]
 #[repr(i32)]
 pub enum StatusCode {
@@ -221,12 +221,16 @@ pub enum StatusCode {
     Ok = 0,
     /// The call was cancelled, normally by the caller.
     Cancelled = 1,
+    /// An error with no better code, e.g. a status from another error space.
+    Unknown = 2,
     /// The request was malformed (e.g. its data did not decode).
     InvalidArgument = 3,
     /// The deadline expired before the call completed.
     DeadlineExceeded = 4,
-    /// No handler is registered under the requested name.
+    /// No handler is registered under the requested name, or what the request names does not exist.
     NotFound = 5,
+    /// What the request would create exists already (e.g. a user name taken).
+    AlreadyExists = 6,
     /// The caller is known but not allowed to do this.
     PermissionDenied = 7,
     /// A limit was hit (concurrent calls, queue size, frame size).
@@ -234,10 +238,18 @@ pub enum StatusCode {
     /// The operation needs something the connection lacks, e.g. a datagram stream to a peer (or from
     /// an endpoint) without QUIC datagram support.
     FailedPrecondition = 9,
+    /// The operation was aborted by a conflict (e.g. a transaction); retry at a higher level.
+    Aborted = 10,
+    /// An argument is past the valid range (e.g. reading past the end).
+    OutOfRange = 11,
+    /// The callee does not implement or support the operation.
+    Unimplemented = 12,
     /// The handler failed unexpectedly (e.g. it panicked).
     Internal = 13,
     /// The connection is gone or going away; the call may be retried elsewhere.
     Unavailable = 14,
+    /// Data was lost or corrupted beyond recovery.
+    DataLoss = 15,
     /// The caller did not prove who it is.
     Unauthenticated = 16,
 }
@@ -250,14 +262,20 @@ impl StatusCode {
         match self {
             Self::Ok => "STATUS_CODE_OK",
             Self::Cancelled => "STATUS_CODE_CANCELLED",
+            Self::Unknown => "STATUS_CODE_UNKNOWN",
             Self::InvalidArgument => "STATUS_CODE_INVALID_ARGUMENT",
             Self::DeadlineExceeded => "STATUS_CODE_DEADLINE_EXCEEDED",
             Self::NotFound => "STATUS_CODE_NOT_FOUND",
+            Self::AlreadyExists => "STATUS_CODE_ALREADY_EXISTS",
             Self::PermissionDenied => "STATUS_CODE_PERMISSION_DENIED",
             Self::ResourceExhausted => "STATUS_CODE_RESOURCE_EXHAUSTED",
             Self::FailedPrecondition => "STATUS_CODE_FAILED_PRECONDITION",
+            Self::Aborted => "STATUS_CODE_ABORTED",
+            Self::OutOfRange => "STATUS_CODE_OUT_OF_RANGE",
+            Self::Unimplemented => "STATUS_CODE_UNIMPLEMENTED",
             Self::Internal => "STATUS_CODE_INTERNAL",
             Self::Unavailable => "STATUS_CODE_UNAVAILABLE",
+            Self::DataLoss => "STATUS_CODE_DATA_LOSS",
             Self::Unauthenticated => "STATUS_CODE_UNAUTHENTICATED",
         }
     }
@@ -266,14 +284,20 @@ impl StatusCode {
         match value {
             "STATUS_CODE_OK" => Some(Self::Ok),
             "STATUS_CODE_CANCELLED" => Some(Self::Cancelled),
+            "STATUS_CODE_UNKNOWN" => Some(Self::Unknown),
             "STATUS_CODE_INVALID_ARGUMENT" => Some(Self::InvalidArgument),
             "STATUS_CODE_DEADLINE_EXCEEDED" => Some(Self::DeadlineExceeded),
             "STATUS_CODE_NOT_FOUND" => Some(Self::NotFound),
+            "STATUS_CODE_ALREADY_EXISTS" => Some(Self::AlreadyExists),
             "STATUS_CODE_PERMISSION_DENIED" => Some(Self::PermissionDenied),
             "STATUS_CODE_RESOURCE_EXHAUSTED" => Some(Self::ResourceExhausted),
             "STATUS_CODE_FAILED_PRECONDITION" => Some(Self::FailedPrecondition),
+            "STATUS_CODE_ABORTED" => Some(Self::Aborted),
+            "STATUS_CODE_OUT_OF_RANGE" => Some(Self::OutOfRange),
+            "STATUS_CODE_UNIMPLEMENTED" => Some(Self::Unimplemented),
             "STATUS_CODE_INTERNAL" => Some(Self::Internal),
             "STATUS_CODE_UNAVAILABLE" => Some(Self::Unavailable),
+            "STATUS_CODE_DATA_LOSS" => Some(Self::DataLoss),
             "STATUS_CODE_UNAUTHENTICATED" => Some(Self::Unauthenticated),
             _ => None,
         }

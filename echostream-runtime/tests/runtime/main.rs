@@ -14,5 +14,6 @@ mod limits;
 mod middleware;
 mod protocol;
 mod rpc;
+mod status;
 mod streams;
 mod tls;
