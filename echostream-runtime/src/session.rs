@@ -774,6 +774,12 @@ impl Session {
         &self.inner.shared.context
     }
 
+    /// The live sessions of this session's endpoint (as `Server::sessions` gives them), so a
+    /// handler can reach the others: look one up, or broadcast to a group.
+    pub fn sessions(&self) -> &crate::Sessions {
+        &self.inner.shared.sessions
+    }
+
     /// Adds the session to broadcast group `group` of its endpoint. Sessions leave their groups
     /// when they close.
     pub fn join(&self, group: &str) {

@@ -16,6 +16,7 @@ use crate::status::Status;
 /// A session appears here once its handshake is done and disappears when it closes (before
 /// `Plugin::on_session_closed` runs). Groups are named sets of sessions for fan-out: a chat room,
 /// a game match. Sessions join and leave them with [`Session::join`] and [`Session::leave`].
+/// A handler, which has only its session, reaches the registry with [`Session::sessions`].
 #[derive(Clone, Default)]
 pub struct Sessions {
     inner: Arc<Inner>,

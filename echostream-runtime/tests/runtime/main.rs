@@ -14,6 +14,7 @@ mod limits;
 mod middleware;
 mod protocol;
 mod rpc;
+mod sessions;
 mod status;
 mod streams;
 mod tls;
