@@ -3,9 +3,12 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use quinn::{ClientConfig, Endpoint};
+use tokio::time::Instant;
 
 use crate::context::Context;
 use crate::endpoint::{self, Parts, Shared, Side, endpoint_builder_methods};
@@ -14,7 +17,7 @@ use crate::netsim::NetSim;
 use crate::proto::v1::ErrorCode;
 use crate::protocol::{self, ALPN, PeerHello};
 use crate::server::resolve;
-use crate::session::Session;
+use crate::session::{CLOSE_LINGER, Session};
 use crate::sessions::Sessions;
 use crate::tls::ClientTls;
 
@@ -39,6 +42,10 @@ struct Inner {
     netsim: Option<NetSim>,
     /// The hello of each server connected to (by address and name), for 0-RTT reconnections.
     hellos: Mutex<HashMap<(SocketAddr, String), PeerHello>>,
+    /// Set by [`Client::shutdown`] and [`Client::close`]: no new connections.
+    stopping: AtomicBool,
+    /// Set once the context's stop hooks ran (they run once).
+    stopped: AtomicBool,
 }
 
 impl Inner {
@@ -110,6 +117,8 @@ impl ClientBuilder {
                 config,
                 netsim,
                 hellos: Mutex::default(),
+                stopping: AtomicBool::new(false),
+                stopped: AtomicBool::new(false),
             }),
         })
     }
@@ -143,7 +152,9 @@ impl Client {
     ///
     /// Errors: [`Error::Handshake`] if the server is not trusted (or refuses this client's
     /// certificate), [`Error::VersionMismatch`] if it speaks another protocol version,
-    /// [`Error::Connection`] if it cannot be reached (after the idle timeout).
+    /// [`Error::Connection`] if it cannot be reached (after the idle timeout),
+    /// [`Error::Connect`] (with [`quinn::ConnectError::EndpointStopping`]) once the client is
+    /// shutting down or closed.
     pub async fn connect(
         &self,
         addr: impl tokio::net::ToSocketAddrs + fmt::Display,
@@ -156,6 +167,12 @@ impl Client {
             }
             _ => addr,
         };
+        if self.inner.stopping.load(SeqCst) {
+            return Err(Error::Connect {
+                addr,
+                source: quinn::ConnectError::EndpointStopping,
+            });
+        }
         let connecting = self
             .inner
             .endpoint
@@ -219,18 +236,48 @@ impl Client {
     }
 
     /// Closes every session of this client at once (code `SHUTDOWN`), waits briefly for the
-    /// closes to be sent, and runs the context's stop hooks.
+    /// closes to be sent, and runs the context's stop hooks. Events still queued are lost; see
+    /// [`Client::shutdown`] to deliver them first. It also cuts short a shutdown under way.
     pub async fn close(&self) {
+        self.inner.stopping.store(true, SeqCst);
         let code = protocol::close_code(ErrorCode::Shutdown);
         for session in self.sessions().list() {
             session.close_with(code, "client closed");
         }
-        self.inner.endpoint.close(code, b"client closed");
-        let _ = tokio::time::timeout(
-            std::time::Duration::from_secs(1),
-            self.inner.endpoint.wait_idle(),
-        )
-        .await;
+        self.stop(b"client closed").await;
+    }
+
+    /// Shuts down gracefully, as [`Server::shutdown`](crate::Server::shutdown) does: refuses
+    /// new connections, then shuts every session down at once as
+    /// [`Session::shutdown`] does (a go-away, so its server makes no new calls; up to `grace`
+    /// for the calls being served to finish and for the events already emitted to be
+    /// delivered; then a close with `SHUTDOWN`), closes the endpoint and runs the context's stop
+    /// hooks. Calling it again, or after [`Client::close`], does nothing more.
+    pub async fn shutdown(&self, grace: Duration) {
+        if self.inner.stopping.swap(true, SeqCst) {
+            return;
+        }
+        // A grace too long to represent (`Duration::MAX`) waits for every call.
+        let deadline = Instant::now().checked_add(grace);
+        let sessions = self.sessions().list();
+        tracing::info!(sessions = sessions.len(), ?grace, "client shutting down");
+        let mut closing = tokio::task::JoinSet::new();
+        for session in sessions {
+            closing.spawn(async move { session.shutdown_by(deadline, "client shut down").await });
+        }
+        while closing.join_next().await.is_some() {}
+        self.stop(b"client shut down").await;
+    }
+
+    /// Closes the endpoint (and any session still open), waits briefly for the closes to be
+    /// sent, and runs the stop hooks unless they ran already.
+    async fn stop(&self, reason: &[u8]) {
+        let code = protocol::close_code(ErrorCode::Shutdown);
+        self.inner.endpoint.close(code, reason);
+        let _ = tokio::time::timeout(CLOSE_LINGER, self.inner.endpoint.wait_idle()).await;
+        if self.inner.stopped.swap(true, SeqCst) {
+            return;
+        }
         if let Err(error) = self.inner.shared.context.stop().await {
             tracing::warn!(%error, "a stop hook failed");
         }

@@ -3,6 +3,7 @@
 //!
 //! One test binary (so quinn and rustls link once), one module per area.
 
+mod client;
 mod clock;
 mod common;
 mod connect;
