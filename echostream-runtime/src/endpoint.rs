@@ -458,10 +458,10 @@ pub(crate) fn bind_socket(addr: SocketAddr) -> std::io::Result<std::net::UdpSock
     use socket2::{Domain, Protocol, Socket, Type};
     static WARNED: std::sync::Once = std::sync::Once::new();
     let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
-    if addr.is_ipv6() {
-        if let Err(error) = socket.set_only_v6(false) {
-            tracing::debug!(%error, "the socket cannot be dual-stack");
-        }
+    if addr.is_ipv6()
+        && let Err(error) = socket.set_only_v6(false)
+    {
+        tracing::debug!(%error, "the socket cannot be dual-stack");
     }
     // Failing to enlarge a buffer is not fatal: the socket works, only bursts suffer.
     let _ = socket.set_recv_buffer_size(SOCKET_BUFFER);
