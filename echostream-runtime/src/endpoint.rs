@@ -4,6 +4,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use quinn::{Connection, SendStream, ZeroRttAccepted};
 
@@ -52,6 +53,27 @@ pub(crate) struct Shared {
     pub(crate) sessions: Sessions,
     /// Where timestamps (pings, stream frames) come from and playout is scheduled against.
     pub(crate) clock: Arc<dyn Clock>,
+}
+
+/// Most pings a second an endpoint sends, all its sessions together. The clock sync's first
+/// samples are taken 50 ms apart on both sides of every session; a thousand sessions opening
+/// together would send 40,000 pings a second (and as many pongs), a storm that starved the
+/// handshakes of the sessions still opening until they timed out. Past this budget, every
+/// session's pings are spaced out evenly: clocks then take longer to sync, nothing else changes.
+pub(crate) const PING_BUDGET: u64 = 2_000;
+
+impl Shared {
+    /// A session's next ping interval, `wanted`, stretched so that the endpoint's sessions
+    /// together stay within [`PING_BUDGET`].
+    pub(crate) fn paced_ping_interval(&self, wanted: Duration) -> Duration {
+        wanted.max(ping_spacing(self.sessions.len()))
+    }
+}
+
+/// The interval between one session's pings that keeps `sessions` sessions within
+/// [`PING_BUDGET`].
+fn ping_spacing(sessions: usize) -> Duration {
+    Duration::from_micros((sessions as u64).saturating_mul(1_000_000) / PING_BUDGET)
 }
 
 /// The parts of a builder that servers and clients share.
@@ -485,6 +507,18 @@ pub(crate) fn bind_socket(addr: SocketAddr) -> std::io::Result<std::net::UdpSock
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pings_are_spaced_out_past_the_endpoints_budget() {
+        let fast = Duration::from_millis(50);
+        // Up to a hundred sessions ping as fast as the clock sync wants.
+        assert_eq!(fast.max(ping_spacing(1)), fast);
+        assert_eq!(fast.max(ping_spacing(100)), fast);
+        // A thousand: one ping each every half second, 2,000 a second in all.
+        assert_eq!(ping_spacing(1_000), Duration::from_millis(500));
+        assert_eq!(ping_spacing(10_000), Duration::from_secs(5));
+        assert_eq!(ping_spacing(usize::MAX).max(fast), ping_spacing(usize::MAX));
+    }
 
     /// The most the system grants a socket's receive buffer, where it says (Linux).
     fn system_max() -> Option<usize> {

@@ -1650,9 +1650,11 @@ impl Session {
     }
 
     /// How long until the next ping: fast while the clock sync fills its window, then the
-    /// resync interval, never longer than the keepalive interval.
+    /// resync interval, spaced out past the endpoint's ping budget, never longer than the
+    /// keepalive interval.
     fn ping_interval(&self) -> Duration {
         let sync = self.inner.timing().sync.next_ping_interval();
+        let sync = self.inner.shared.paced_ping_interval(sync);
         sync.min(self.inner.shared.config.keepalive_interval)
     }
 
