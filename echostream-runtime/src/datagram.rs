@@ -972,7 +972,7 @@ mod tests {
             let len = write_varint(&mut bytes, v);
             assert_eq!(len, varint_len(v));
             let buf = &bytes[..len];
-            let mut slice = &buf[..];
+            let mut slice = buf;
             assert_eq!(get_varint(&mut slice), Ok(v));
             assert!(slice.is_empty());
             let mut short = &buf[..buf.len() - 1];

@@ -797,7 +797,7 @@ async fn cut_and_send(
     max: usize,
     sent: &mut u64,
 ) -> Result<(), Cut> {
-    let mut fragments = {
+    let (single, fragments) = {
         let mut tx = lock(&datagrams.sending);
         let arena = std::mem::take(&mut tx.arena);
         let mut fragments = datagram::fragment_in(id, data, max, usize::MAX, arena, ARENA_BLOCK)
@@ -805,16 +805,19 @@ async fn cut_and_send(
         if fragments.fragment_count() == 1 {
             let datagram = fragments.next();
             tx.arena = fragments.into_arena();
-            drop(tx);
-            if let Some(datagram) = datagram {
-                conn.send_datagram_wait(datagram)
-                    .await
-                    .map_err(Cut::Refused)?;
-                *sent += 1;
-            }
-            return Ok(());
+            (datagram, None)
+        } else {
+            (None, Some(fragments))
         }
-        fragments
+    };
+    if let Some(datagram) = single {
+        conn.send_datagram_wait(datagram)
+            .await
+            .map_err(Cut::Refused)?;
+        *sent += 1;
+    }
+    let Some(mut fragments) = fragments else {
+        return Ok(());
     };
     for d in &mut fragments {
         conn.send_datagram_wait(d).await.map_err(Cut::Refused)?;
