@@ -19,6 +19,15 @@
 //! Raw and EchoStream alternate in rounds of 200 ms (`ECHO_BENCH_SECS` of each in total, default
 //! 3); the ratio is the median of the per-round ratios, robust to load from other processes.
 //!
+//! Both sides keep their default congestion controller (quinn's Cubic for raw quinn, BBR for
+//! EchoStream) unless `ECHO_BENCH_CONGESTION` (`bbr` or `cubic`) sets the same one on both,
+//! which tells the framework's cost from the controller's.
+//!
+//! `ECHO_BENCH_PROFILE` (`raw`, `echostream`, `echostream-send`) runs one side alone for a
+//! profiler; with `ECHO_BENCH_FRAMES` it sends exactly that many frames, for instruction counts
+//! (`valgrind --tool=callgrind --separate-threads=yes`), and prints QUIC's own counts (datagrams
+//! sent and received, packets lost).
+//!
 //! Run: `cargo bench -p echostream-runtime --bench datagram_throughput`
 
 use std::net::SocketAddr;
@@ -30,8 +39,8 @@ use bytes::Bytes;
 use echostream_runtime::datagram::{FrameId, fragment};
 use echostream_runtime::tls::{ClientTls, Fingerprint, ServerTls};
 use echostream_runtime::{
-    Client, Delivery, Played, Server, Session, StreamHandler, StreamInfo, StreamOptions,
-    StreamSender,
+    Client, Config, Congestion, Delivery, Played, Server, Session, StreamHandler, StreamInfo,
+    StreamOptions, StreamSender,
 };
 
 const RAW_ALPN: &[u8] = b"raw-datagrams";
@@ -52,7 +61,28 @@ fn transport() -> Arc<quinn::TransportConfig> {
     transport
         .datagram_receive_buffer_size(Some(4 * 1024 * 1024))
         .datagram_send_buffer_size(2 * 1024 * 1024);
+    if congestion() == Some(Congestion::Bbr) {
+        transport.congestion_controller_factory(Arc::new(quinn::congestion::BbrConfig::default()));
+    }
     Arc::new(transport)
+}
+
+/// The congestion controller of both sides, from `ECHO_BENCH_CONGESTION` (`bbr` or `cubic`);
+/// `None`: each side's default (quinn's Cubic for raw quinn, BBR for EchoStream).
+fn congestion() -> Option<Congestion> {
+    match std::env::var("ECHO_BENCH_CONGESTION").ok()?.as_str() {
+        "bbr" => Some(Congestion::Bbr),
+        "cubic" => Some(Congestion::Cubic),
+        other => panic!("ECHO_BENCH_CONGESTION: {other}? (bbr or cubic)"),
+    }
+}
+
+/// EchoStream's configuration: its defaults, with the congestion controller asked for.
+fn echostream_config() -> Config {
+    match congestion() {
+        Some(congestion) => Config::default().congestion(congestion),
+        None => Config::default(),
+    }
 }
 
 /// What the receiving thread tells the sending thread.
@@ -91,6 +121,7 @@ fn receive(
     current_thread().block_on(async move {
         let tls = ServerTls::self_signed(["localhost"]).unwrap();
         let server = Server::builder()
+            .config(echostream_config())
             .tls(tls.clone())
             .routes(|r| {
                 r.add_stream(Media(received.clone()));
@@ -123,6 +154,10 @@ fn receive(
         if std::env::var_os("ECHO_BENCH_PROFILE").is_some() {
             for session in server.sessions().list() {
                 eprintln!("receiver: {:?}", session.stats());
+                eprintln!(
+                    "receiver: QUIC datagram frames received: {}",
+                    session.transport_stats().frame_rx.datagram
+                );
                 for stream in session.inbound_streams() {
                     eprintln!("receiver stream: {:?}", stream.stats());
                 }
@@ -136,20 +171,62 @@ fn receive(
 /// Sends frames for one round and returns how many frames arrived and how long it took.
 async fn raw_round(
     conn: &quinn::Connection,
-    datagrams: &[Bytes],
+    raw: &mut RawFrame,
     received: &Received,
 ) -> (f64, Duration) {
     let base = received.raw_datagrams.load(Ordering::Relaxed);
     let start = Instant::now();
     while start.elapsed() < ROUND {
-        for d in datagrams {
-            conn.send_datagram_wait(d.clone()).await.unwrap();
-        }
+        raw.send(conn).await;
     }
+    let datagrams = &raw.datagrams;
     let elapsed = start.elapsed();
     tokio::time::sleep(SETTLE).await;
     let got = received.raw_datagrams.load(Ordering::Relaxed) - base;
     (got as f64 / datagrams.len() as f64, elapsed)
+}
+
+/// A frame cut into datagrams as EchoStream cuts it, once, for raw quinn to send.
+struct RawFrame {
+    id: FrameId,
+    frame: Bytes,
+    datagrams: Vec<Bytes>,
+}
+
+impl RawFrame {
+    fn new(conn: &quinn::Connection, id: FrameId, frame: &Bytes) -> RawFrame {
+        let max = conn.max_datagram_size().unwrap();
+        let datagrams = fragment(id, frame, max, usize::MAX).unwrap().collect();
+        RawFrame {
+            id,
+            frame: frame.clone(),
+            datagrams,
+        }
+    }
+
+    /// Sends the frame's datagrams, waiting for room. Should the path MTU shrink under it
+    /// (quinn takes heavy loss for a black hole), the frame is cut again to the new size and
+    /// sent again, as EchoStream's `send_wait` does.
+    async fn send(&mut self, conn: &quinn::Connection) {
+        for _ in 0..3 {
+            let mut refused = false;
+            for d in &self.datagrams {
+                match conn.send_datagram_wait(d.clone()).await {
+                    Ok(()) => {}
+                    Err(quinn::SendDatagramError::TooLarge) => {
+                        refused = true;
+                        break;
+                    }
+                    Err(e) => panic!("raw datagram refused: {e}"),
+                }
+            }
+            if !refused {
+                return;
+            }
+            *self = RawFrame::new(conn, self.id, &self.frame);
+        }
+        panic!("the path MTU kept shrinking");
+    }
 }
 
 /// How the EchoStream sender sends.
@@ -197,21 +274,21 @@ async fn compare(
     mode: Mode,
 ) -> (f64, f64, f64, u64, usize) {
     let frame = Bytes::from(vec![0x5a; size]);
-    let max = conn.max_datagram_size().unwrap();
     let id = FrameId {
         stream_id: stream.id(),
         seq: 1_000_000,
         timestamp: 1_735_689_600_000_000,
     };
-    let datagrams: Vec<Bytes> = fragment(id, &frame, max, usize::MAX).unwrap().collect();
+    let mut raw = RawFrame::new(conn, id, &frame);
+    let per_frame = raw.datagrams.len();
     // Warm-up: path MTU discovery, congestion window.
-    raw_round(conn, &datagrams, received).await;
+    raw_round(conn, &mut raw, received).await;
     echostream_round(stream, &frame, received, mode).await;
     let (mut raw_total, mut es_total) = ((0.0, Duration::ZERO), (0.0, Duration::ZERO));
     let mut ratios = Vec::new();
     let mut refused = 0;
     for _ in 0..((secs / ROUND.as_secs_f64()).ceil() as usize).max(1) {
-        let (raw_frames, raw_time) = raw_round(conn, &datagrams, received).await;
+        let (raw_frames, raw_time) = raw_round(conn, &mut raw, received).await;
         let (es_frames, es_time, es_refused) =
             echostream_round(stream, &frame, received, mode).await;
         refused += es_refused;
@@ -227,8 +304,100 @@ async fn compare(
         es_rate,
         ratios[ratios.len() / 2],
         refused,
-        datagrams.len(),
+        per_frame,
     )
+}
+
+/// One side alone, for a profiler: `raw`, `echostream` (`send_wait`) or `echostream-send`, with
+/// frames of `ECHO_BENCH_SIZE` bytes (default 1,000). With `ECHO_BENCH_FRAMES`, exactly that
+/// many frames are sent and waited for (for instruction counts, e.g. under callgrind, where
+/// time means little); else rounds run for `secs`.
+async fn profile(
+    which: &str,
+    conn: &quinn::Connection,
+    stream: &StreamSender,
+    received: &Received,
+    secs: f64,
+) {
+    let size: usize = std::env::var("ECHO_BENCH_SIZE")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1_000);
+    let frame = Bytes::from(vec![0x5a; size]);
+    let id = FrameId {
+        stream_id: stream.id(),
+        seq: 0,
+        timestamp: 1,
+    };
+    let mut raw = RawFrame::new(conn, id, &frame);
+    let start = Instant::now();
+    let total = match std::env::var("ECHO_BENCH_FRAMES")
+        .ok()
+        .and_then(|s| s.parse::<u64>().ok())
+    {
+        Some(frames) => fixed_count(which, conn, stream, &frame, &mut raw, received, frames).await,
+        None => {
+            let mut total = 0.0;
+            while start.elapsed().as_secs_f64() < secs {
+                total += match which {
+                    "raw" => raw_round(conn, &mut raw, received).await.0,
+                    "echostream-send" => {
+                        echostream_round(stream, &frame, received, Mode::Drop)
+                            .await
+                            .0
+                    }
+                    _ => {
+                        echostream_round(stream, &frame, received, Mode::Wait)
+                            .await
+                            .0
+                    }
+                };
+            }
+            total
+        }
+    };
+    println!(
+        "{which}: {total:.0} frames received, {:.0} frames/s; raw datagrams received: {}; {:?}",
+        total / start.elapsed().as_secs_f64(),
+        received.raw_datagrams.load(Ordering::Relaxed),
+        stream.stats()
+    );
+}
+
+/// Sends exactly `frames` frames (raw datagrams or `send_wait`) and waits until they arrived
+/// or none arrived for a second; returns the frames received.
+async fn fixed_count(
+    which: &str,
+    conn: &quinn::Connection,
+    stream: &StreamSender,
+    frame: &Bytes,
+    raw: &mut RawFrame,
+    received: &Received,
+    frames: u64,
+) -> f64 {
+    let per_frame = raw.datagrams.len() as f64;
+    let count = |received: &Received| match which {
+        "raw" => received.raw_datagrams.load(Ordering::Relaxed) as f64 / per_frame,
+        _ => received.frames.load(Ordering::Relaxed) as f64,
+    };
+    let base = count(received);
+    for _ in 0..frames {
+        match which {
+            "raw" => raw.send(conn).await,
+            _ => stream.send_wait(frame.clone()).await.unwrap(),
+        }
+    }
+    let (mut last, mut idle) = (count(received), 0);
+    for _ in 0..600 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let now = count(received);
+        idle = if now == last { idle + 1 } else { 0 };
+        if now - base >= frames as f64 || idle >= 10 {
+            break;
+        }
+        last = now;
+    }
+    count(received) - base
 }
 
 fn main() {
@@ -250,6 +419,7 @@ fn main() {
         // Bound to 127.0.0.1 like the raw client (the default binds a dual-stack IPv6 socket,
         // whose sends to an IPv4 address take the kernel's longer IPv6 path).
         let session = Client::builder()
+            .config(echostream_config())
             .tls(tls.clone())
             .bind_addr("127.0.0.1:0".parse().unwrap())
             .connect(served.echostream, "localhost")
@@ -273,28 +443,15 @@ fn main() {
             .await
             .unwrap();
         if let Ok(which) = std::env::var("ECHO_BENCH_PROFILE") {
-            // One side alone, for a profiler: `raw` or `echostream`, with ECHO_BENCH_SIZE bytes.
-            let size: usize = std::env::var("ECHO_BENCH_SIZE").ok().and_then(|s| s.parse().ok()).unwrap_or(1_000);
-            let frame = Bytes::from(vec![0x5a; size]);
-            let max = conn.max_datagram_size().unwrap();
-            let id = FrameId { stream_id: 1, seq: 0, timestamp: 1 };
-            let datagrams: Vec<Bytes> = fragment(id, &frame, max, usize::MAX).unwrap().collect();
-            let mut total = 0.0;
-            let start = Instant::now();
-            while start.elapsed().as_secs_f64() < secs {
-                total += match which.as_str() {
-                    "raw" => raw_round(&conn, &datagrams, &received).await.0,
-                    "echostream-send" => echostream_round(&stream, &frame, &received, Mode::Drop).await.0,
-                    _ => echostream_round(&stream, &frame, &received, Mode::Wait).await.0,
-                };
-            }
+            profile(&which, &conn, &stream, &received, secs).await;
+            let quic = match which.as_str() {
+                "raw" => conn.stats(),
+                _ => session.transport_stats(),
+            };
             println!(
-                "{which}: {:.0} frames/s received; raw datagrams received: {}; {:?}",
-                total / start.elapsed().as_secs_f64(),
-                received.raw_datagrams.load(Ordering::Relaxed),
-                stream.stats()
+                "sender: QUIC datagram frames sent: {}, packets lost: {}, congestion events: {}",
+                quic.frame_tx.datagram, quic.path.lost_packets, quic.path.congestion_events
             );
-
             return;
         }
         println!("| frames | EchoStream sends with | raw quinn | EchoStream | ratio |");

@@ -31,7 +31,7 @@ use std::collections::hash_map::Entry;
 use rustc_hash::{FxHashMap, FxHashSet};
 use std::time::{Duration, Instant};
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{Buf, BufMut, Bytes, BytesMut};
 
 /// The version this module writes and the only one it reads (high nibble of byte 0).
 pub const VERSION: u8 = 1;
@@ -192,15 +192,22 @@ pub fn varint_len(v: u64) -> usize {
     }
 }
 
-/// Appends `v` (at most [`MAX_VARINT`]) as a QUIC varint.
-fn put_varint(buf: &mut impl BufMut, v: u64) {
+/// The longest header: the first byte and six varints of at most 8 bytes.
+const MAX_HEADER_LEN: usize = 1 + 6 * 8;
+
+/// Writes `v` (at most [`MAX_VARINT`]) as a QUIC varint at the start of `out`, which has room
+/// for it; returns its length.
+fn write_varint(out: &mut [u8], v: u64) -> usize {
     debug_assert!(v <= MAX_VARINT);
-    match varint_len(v) {
-        1 => buf.put_u8(v as u8),
-        2 => buf.put_u16(0x4000 | v as u16),
-        4 => buf.put_u32(0x8000_0000 | v as u32),
-        _ => buf.put_u64(0xc000_0000_0000_0000 | v),
-    }
+    let len = varint_len(v);
+    let tag: u64 = match len {
+        1 => 0,
+        2 => 0x4000,
+        4 => 0x8000_0000,
+        _ => 0xc000_0000_0000_0000,
+    };
+    out[..len].copy_from_slice(&(tag | v).to_be_bytes()[8 - len..]);
+    len
 }
 
 /// Reads a QUIC varint from the front of `buf`, advancing it.
@@ -243,21 +250,27 @@ impl DatagramHeader {
     }
 
     /// Appends the header to `buf`. The caller has validated the values (the fragmenter does).
+    /// Written on the stack first and appended at once: one copy per datagram, not one per
+    /// field.
     fn encode(&self, buf: &mut impl BufMut) {
+        let mut bytes = [0u8; MAX_HEADER_LEN];
         let flags = if self.fragment.is_some() {
             FLAG_FRAGMENTED
         } else {
             0
         };
-        buf.put_u8((VERSION << 4) | flags);
-        put_varint(buf, self.frame.stream_id);
-        put_varint(buf, self.frame.seq);
-        put_varint(buf, self.frame.timestamp);
-        if let Some(frag) = &self.fragment {
-            put_varint(buf, frag.frame_len as u64);
-            put_varint(buf, frag.index as u64);
-            put_varint(buf, frag.count as u64);
+        bytes[0] = (VERSION << 4) | flags;
+        let mut len = 1;
+        let f = &self.frame;
+        for v in [f.stream_id, f.seq, f.timestamp] {
+            len += write_varint(&mut bytes[len..], v);
         }
+        if let Some(frag) = &self.fragment {
+            for v in [frag.frame_len, frag.index, frag.count] {
+                len += write_varint(&mut bytes[len..], v as u64);
+            }
+        }
+        buf.put_slice(&bytes[..len]);
     }
 
     /// Decodes a datagram, returning the header and the offset where its payload starts. The
@@ -768,10 +781,9 @@ impl Reassembler {
             }
             self.stats.datagrams += 1;
             self.stats.frames += 1;
-            return Ok(Some(DatagramFrame {
-                id,
-                payload: datagram.slice(offset..),
-            }));
+            let mut payload = datagram;
+            payload.advance(offset);
+            return Ok(Some(DatagramFrame { id, payload }));
         };
         let limit = limit.min(self.config.max_buffered_bytes);
         if info.frame_len > limit {
@@ -956,10 +968,11 @@ mod tests {
             1 << 30,
             MAX_VARINT,
         ] {
-            let mut buf = BytesMut::new();
-            put_varint(&mut buf, v);
-            assert_eq!(buf.len(), varint_len(v));
-            let mut slice = &buf[..];
+            let mut bytes = [0u8; 8];
+            let len = write_varint(&mut bytes, v);
+            assert_eq!(len, varint_len(v));
+            let buf = &bytes[..len];
+            let mut slice = buf;
             assert_eq!(get_varint(&mut slice), Ok(v));
             assert!(slice.is_empty());
             let mut short = &buf[..buf.len() - 1];

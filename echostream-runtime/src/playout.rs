@@ -256,6 +256,15 @@ impl Playback {
         }
     }
 
+    /// [`Playback::poll_ready`] now: an on-arrival playout holds nothing, and does not read
+    /// the clock (the serve loop asks once per frame).
+    pub(crate) fn poll_due(&mut self) -> Option<Played<Bytes>> {
+        match &mut self.kind {
+            Kind::Buffered { buffer, .. } => buffer.poll_ready(Instant::now()),
+            Kind::OnArrival(_) => None,
+        }
+    }
+
     /// When the next buffered frame is due.
     pub(crate) fn next_deadline(&self) -> Option<Instant> {
         match &self.kind {

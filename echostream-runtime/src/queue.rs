@@ -101,19 +101,46 @@ impl<T> OutQueue<T> {
         Ok(())
     }
 
+    /// Queues `items` (with their sizes) in order under one lock and one wake-up of the consumer,
+    /// each accepted or refused as [`OutQueue::push`] would. Returns how many were refused
+    /// because the queue was full, and how many because it was closed.
+    pub(crate) fn push_all(&self, items: impl IntoIterator<Item = (T, usize)>) -> (u64, u64) {
+        let (mut full, mut closed, mut pushed) = (0, 0, false);
+        let mut state = self.lock();
+        for (item, size) in items {
+            if state.closed {
+                closed += 1;
+            } else if state.items.len() >= self.limits.frames
+                || (!state.items.is_empty() && state.bytes + size > self.limits.bytes)
+            {
+                full += 1;
+            } else {
+                state.items.push_back((item, size));
+                state.bytes += size;
+                pushed = true;
+            }
+        }
+        drop(state);
+        if pushed {
+            self.notify.notify_one();
+        }
+        (full, closed)
+    }
+
     /// Waits for items and moves up to `max_items` of them (but at least one) into `out`.
     /// Returns `false` once the queue is closed and drained.
-    pub(crate) async fn pop_batch(&self, out: &mut Vec<T>, max_items: usize) -> bool {
+    pub(crate) async fn pop_batch(&self, out: &mut impl Extend<T>, max_items: usize) -> bool {
         loop {
             {
                 let mut guard = self.lock();
                 let state = &mut *guard;
                 if !state.items.is_empty() {
                     let n = state.items.len().min(max_items.max(1));
-                    for (item, size) in state.items.drain(..n) {
-                        state.bytes -= size;
-                        out.push(item);
-                    }
+                    let bytes = &mut state.bytes;
+                    out.extend(state.items.drain(..n).map(|(item, size)| {
+                        *bytes -= size;
+                        item
+                    }));
                     drop(guard);
                     self.room.notify_waiters();
                     return true;
@@ -186,6 +213,33 @@ mod tests {
         assert_eq!(q.push(1, 60), Ok(()));
         assert_eq!(q.push(2, 41), Err(PushError::Full));
         assert_eq!(q.push(3, 40), Ok(()));
+    }
+
+    #[test]
+    fn pushes_all_in_order_and_counts_what_is_refused() {
+        let q = queue(3, 100);
+        assert_eq!(
+            q.push_all([(1, 10), (2, 10), (3, 95), (4, 10), (5, 10)]),
+            (2, 0)
+        );
+        let mut out = Vec::new();
+        assert!(futures_ready(q.pop_batch(&mut out, 10)));
+        assert_eq!(
+            out,
+            [1, 2, 4],
+            "what did not fit was refused, the rest kept its order"
+        );
+        q.close();
+        assert_eq!(q.push_all([(6, 1), (7, 1)]), (0, 2));
+    }
+
+    /// The output of a future that is ready at once.
+    fn futures_ready<F: std::future::Future>(future: F) -> F::Output {
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        match std::pin::pin!(future).poll(&mut cx) {
+            std::task::Poll::Ready(output) => output,
+            std::task::Poll::Pending => panic!("the future was not ready"),
+        }
     }
 
     #[tokio::test]

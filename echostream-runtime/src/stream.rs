@@ -12,6 +12,7 @@
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, OnceLock};
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -838,12 +839,11 @@ impl Source {
                 if let Some(frame) = batch.pop_front() {
                     return Next::Frame(frame);
                 }
-                let mut popped = Vec::new();
                 match (announcement.as_mut(), *linger) {
                     (Some(reader), _) => {
                         tokio::select! {
                             biased;
-                            more = queue.pop_batch(&mut popped, RECEIVE_BATCH) => {
+                            more = queue.pop_batch(batch, RECEIVE_BATCH) => {
                                 if !more {
                                     return Next::End(StreamEnd::ConnectionLost);
                                 }
@@ -883,7 +883,7 @@ impl Source {
                     (None, Some((until, give_up))) => {
                         tokio::select! {
                             biased;
-                            more = queue.pop_batch(&mut popped, RECEIVE_BATCH) => {
+                            more = queue.pop_batch(batch, RECEIVE_BATCH) => {
                                 if !more {
                                     return Next::End(StreamEnd::Finished);
                                 }
@@ -901,7 +901,6 @@ impl Source {
                     }
                     (None, None) => return Next::End(StreamEnd::Finished),
                 }
-                batch.extend(popped);
             },
         }
     }
@@ -1085,7 +1084,7 @@ impl Receiver<'_> {
         let mut drops_seen = (0, 0);
         let mut unpublished = 0u32;
         let end = loop {
-            while let Some(frame) = playback.poll_ready(Instant::now()) {
+            while let Some(frame) = playback.poll_due() {
                 self.play(frame).await;
             }
             // The statistics are published before waiting, and every so many frames of a burst.
@@ -1160,6 +1159,12 @@ impl Receiver<'_> {
     /// future is dropped, the stream's context cancelled, and `None` returned. A handler stuck
     /// on a channel, a lock or a call to the gone peer must not keep the session alive.
     async fn until_closed<F: std::future::Future>(&self, handler: F) -> Option<F::Output> {
+        let mut handler = std::pin::pin!(handler);
+        // Most handlers finish at their first poll: the connection is watched only for the others.
+        let first = std::future::poll_fn(|cx| Poll::Ready(handler.as_mut().poll(cx))).await;
+        if let Poll::Ready(output) = first {
+            return Some(output);
+        }
         tokio::select! {
             biased;
             output = handler => Some(output),
@@ -1206,16 +1211,9 @@ impl Receiver<'_> {
         }
     }
 
-    /// Hands one frame to the handler.
+    /// Hands one frame to the handler (in the stream's context, set once by `run`).
     async fn play(&self, frame: Played<Bytes>) {
-        let handled = self
-            .ctx
-            .clone()
-            .scope(catch_unwind_future(self.handler.handle(
-                self.session,
-                self.info,
-                frame,
-            )));
+        let handled = catch_unwind_future(self.handler.handle(self.session, self.info, frame));
         if let Some(Err(panic)) = self.until_closed(handled).await {
             self.session
                 .inner

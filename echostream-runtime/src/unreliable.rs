@@ -24,8 +24,10 @@
 //! wait, bounded in number, bytes and time (the reassembly timeout), for it.
 
 use std::collections::VecDeque;
+use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
@@ -64,6 +66,11 @@ const ENDED_MEMORY: usize = 256;
 const FINISH_WAIT: Duration = Duration::from_secs(1);
 /// The size of the blocks datagrams are written into (one allocation for many small frames).
 const ARENA_BLOCK: usize = 64 * 1024;
+/// The most datagrams the receive task takes per wake-up (those quinn already holds), under
+/// one lock and one clock reading.
+const RECEIVE_BATCH: usize = 64;
+/// How many times `send_wait` cuts a frame again when the path MTU shrank under it.
+const MAX_RECUTS: u32 = 2;
 /// The largest frame of a datagram stream opened without its own `max_frame_bytes`.
 pub(crate) const DEFAULT_MAX_FRAME_BYTES: u32 = 1 << 20;
 
@@ -293,6 +300,9 @@ struct Receiving {
     early_max_bytes: usize,
     ended: VecDeque<u64>,
     unrouted: u64,
+    /// Frames of the datagrams taken so far in a batch, for their streams' queues: pushed by
+    /// `flush`, a run of one stream's frames under one lock and one wake-up.
+    staged: Vec<(u64, Arrival, usize)>,
 }
 
 /// Where the frames of one open datagram stream go.
@@ -345,6 +355,7 @@ impl Datagrams {
                 early_max_bytes: config.reassembly.max_buffered_bytes,
                 ended: VecDeque::new(),
                 unrouted: 0,
+                staged: Vec::new(),
             }),
             sent: AtomicU64::new(0),
             received: AtomicU64::new(0),
@@ -733,49 +744,87 @@ pub(crate) async fn send_wait(
     let datagrams = &session.inner.datagrams;
     let conn = &session.inner.conn;
     datagrams.wait_drained(conn).await;
-    let max = datagrams
-        .max_datagram_size(conn)
-        .ok_or_else(|| Status::failed_precondition("the peer does not accept QUIC datagrams"))?;
-    let invalid =
-        |e: FragmentError| Status::invalid_argument(format!("stream {}: {e}", out.name()));
-    let plan = datagram::plan(id, data.len(), max, usize::MAX).map_err(invalid)?;
-    if plan.count == 1 {
-        // A frame in one datagram: written into the session's arena, no allocation of its own.
-        let datagram = {
-            let mut tx = lock(&datagrams.sending);
-            let arena = std::mem::take(&mut tx.arena);
-            let mut fragments =
-                datagram::fragment_in(id, &data, max, usize::MAX, arena, ARENA_BLOCK)
-                    .map_err(invalid)?;
-            let datagram = fragments.next();
-            tx.arena = fragments.into_arena();
-            datagram
-        };
-        if let Some(datagram) = datagram {
-            if let Err(error) = conn.send_datagram_wait(datagram).await {
-                datagrams.max_datagram_size.store(0, Relaxed);
-                return Err(count_dropped(out, id.seq, Dropped::Refused(error)));
-            }
-            datagrams.sent.fetch_add(1, Relaxed);
-            lane.shared.datagrams.fetch_add(1, Relaxed);
-            out.count_sent(1);
-        }
-        return Ok(());
-    }
-    let fragments = datagram::fragment(id, &data, max, usize::MAX).map_err(invalid)?;
     let mut sent = 0;
-    for d in fragments {
-        if let Err(error) = conn.send_datagram_wait(d).await {
+    let mut recuts = 0;
+    let outcome = loop {
+        let max = datagrams.max_datagram_size(conn).ok_or_else(|| {
+            Status::failed_precondition("the peer does not accept QUIC datagrams")
+        })?;
+        match cut_and_send(datagrams, conn, id, &data, max, &mut sent).await {
+            // The path MTU shrank (loss taken for a black hole) since `max` was read: the frame
+            // is cut again to the new size, a bounded number of times. (The receiver restarts a
+            // frame whose fragments disagree.)
+            Err(Cut::Refused(SendDatagramError::TooLarge)) if recuts < MAX_RECUTS => {
+                datagrams.max_datagram_size.store(0, Relaxed);
+                recuts += 1;
+            }
+            outcome => break outcome,
+        }
+    };
+    datagrams.sent.fetch_add(sent, Relaxed);
+    match outcome {
+        Ok(()) => {
+            lane.shared.datagrams.fetch_add(sent, Relaxed);
+            out.count_sent(1);
+            Ok(())
+        }
+        Err(Cut::Invalid(e)) => Err(Status::invalid_argument(format!(
+            "stream {}: {e}",
+            out.name()
+        ))),
+        Err(Cut::Refused(error)) => {
             // The path MTU may have shrunk: the next frame looks again.
             datagrams.max_datagram_size.store(0, Relaxed);
-            datagrams.sent.fetch_add(sent, Relaxed);
-            return Err(count_dropped(out, id.seq, Dropped::Refused(error)));
+            Err(count_dropped(out, id.seq, Dropped::Refused(error)))
         }
-        sent += 1;
     }
-    datagrams.sent.fetch_add(sent, Relaxed);
-    lane.shared.datagrams.fetch_add(sent, Relaxed);
-    out.count_sent(1);
+}
+
+/// Why a frame was not sent whole by [`cut_and_send`].
+enum Cut {
+    Invalid(FragmentError),
+    Refused(SendDatagramError),
+}
+
+/// Cuts a frame into datagrams of at most `max` bytes in the session's arena (planned once, by
+/// `fragment_in`) and sends them, waiting for room; counts the datagrams sent in `sent`. A frame
+/// in one datagram is written and taken out under one lock, with no allocation of its own.
+async fn cut_and_send(
+    datagrams: &Datagrams,
+    conn: &Connection,
+    id: FrameId,
+    data: &[u8],
+    max: usize,
+    sent: &mut u64,
+) -> Result<(), Cut> {
+    let (single, fragments) = {
+        let mut tx = lock(&datagrams.sending);
+        let arena = std::mem::take(&mut tx.arena);
+        let mut fragments = datagram::fragment_in(id, data, max, usize::MAX, arena, ARENA_BLOCK)
+            .map_err(Cut::Invalid)?;
+        if fragments.fragment_count() == 1 {
+            let datagram = fragments.next();
+            tx.arena = fragments.into_arena();
+            (datagram, None)
+        } else {
+            (None, Some(fragments))
+        }
+    };
+    if let Some(datagram) = single {
+        conn.send_datagram_wait(datagram)
+            .await
+            .map_err(Cut::Refused)?;
+        *sent += 1;
+    }
+    let Some(mut fragments) = fragments else {
+        return Ok(());
+    };
+    for d in &mut fragments {
+        conn.send_datagram_wait(d).await.map_err(Cut::Refused)?;
+        *sent += 1;
+    }
+    // What is left of the arena serves the next frames.
+    lock(&datagrams.sending).arena = fragments.into_arena();
     Ok(())
 }
 
@@ -843,6 +892,18 @@ fn count_incomplete(routes: &FxHashMap<u64, Route>, key: FrameKey) {
     }
 }
 
+/// A received frame as its stream's playout takes it, with its size.
+fn arrival(frame: DatagramFrame, at: Instant) -> (Arrival, usize) {
+    let size = frame.payload.len();
+    let arrival = Arrival {
+        seq: frame.id.seq,
+        timestamp: frame.id.timestamp,
+        data: frame.payload,
+        at,
+    };
+    (arrival, size)
+}
+
 /// Queues a received frame for its stream's playout.
 fn push_arrival(
     queue: &OutQueue<Arrival>,
@@ -851,13 +912,7 @@ fn push_arrival(
     at: Instant,
     unrouted: &mut u64,
 ) {
-    let size = frame.payload.len();
-    let arrival = Arrival {
-        seq: frame.id.seq,
-        timestamp: frame.id.timestamp,
-        data: frame.payload,
-        at,
-    };
+    let (arrival, size) = arrival(frame, at);
     match queue.push(arrival, size) {
         Ok(()) => {}
         Err(PushError::Full) => {
@@ -868,9 +923,8 @@ fn push_arrival(
 }
 
 impl Receiving {
-    /// Takes one received datagram.
+    /// Takes one received datagram of a batch (after `expire_early`; `flush` after the batch).
     fn take(&mut self, datagram: Bytes, now: Instant) {
-        self.expire_early(now);
         let routes = &self.routes;
         let pushed = self.reassembler.push_with(datagram, now, |key| {
             count_incomplete(routes, key);
@@ -884,14 +938,9 @@ impl Receiving {
 
     fn route(&mut self, frame: DatagramFrame, now: Instant) {
         let stream = frame.id.stream_id;
-        if let Some(route) = self.routes.get(&stream) {
-            push_arrival(
-                &route.queue,
-                &route.counters,
-                frame,
-                now,
-                &mut self.unrouted,
-            );
+        if self.routes.contains_key(&stream) {
+            let (arrival, size) = arrival(frame, now);
+            self.staged.push((stream, arrival, size));
         } else if self.ended.contains(&stream) {
             self.unrouted += 1;
         } else {
@@ -902,6 +951,31 @@ impl Receiving {
                 self.drop_early();
             }
         }
+    }
+
+    /// Hands the staged frames to their streams' queues, in order, a run of one stream's frames
+    /// at a time. (Routes change only under the same lock: every staged frame has one.)
+    fn flush(&mut self) {
+        let mut staged = std::mem::take(&mut self.staged);
+        let mut frames = staged.drain(..).peekable();
+        while let Some((stream, arrival, size)) = frames.next() {
+            let more = std::iter::from_fn(|| {
+                frames
+                    .next_if(|(s, ..)| *s == stream)
+                    .map(|(_, arrival, size)| (arrival, size))
+            });
+            let run = std::iter::once((arrival, size)).chain(more);
+            match self.routes.get(&stream) {
+                Some(route) => {
+                    let (full, closed) = route.queue.push_all(run);
+                    route.counters.overflow.fetch_add(full, Relaxed);
+                    self.unrouted += closed;
+                }
+                None => self.unrouted += run.count() as u64,
+            }
+        }
+        drop(frames);
+        self.staged = staged;
     }
 
     fn drop_early(&mut self) {
@@ -939,6 +1013,15 @@ impl Receiving {
     }
 }
 
+/// A datagram quinn holds already, if any, or the connection's end; never waits.
+fn ready_datagram(conn: &Connection) -> Option<Result<Bytes, quinn::ConnectionError>> {
+    let mut cx = Context::from_waker(Waker::noop());
+    match std::pin::pin!(conn.read_datagram()).poll(&mut cx) {
+        Poll::Ready(read) => Some(read),
+        Poll::Pending => None,
+    }
+}
+
 /// Reads the session's datagrams for as long as the connection lives.
 pub(crate) async fn receive(session: Session) {
     // Early datagrams would belong to streams not open yet: they wait in quinn's buffer.
@@ -952,24 +1035,48 @@ pub(crate) async fn receive(session: Session) {
     let mut deadline: Option<Instant> = None;
     let timer = tokio::time::sleep_until(tokio::time::Instant::now());
     tokio::pin!(timer);
+    let mut batch: Vec<Bytes> = Vec::with_capacity(RECEIVE_BATCH);
     loop {
         let read = tokio::select! {
             biased;
             () = &mut timer, if deadline.is_some() => None,
             read = conn.read_datagram() => Some(read),
         };
-        let now = Instant::now();
-        let mut rx = lock(&datagrams.receiving);
+        // With one datagram in, take those quinn holds already too: the clock, the lock and
+        // the wake-ups of the streams' tasks are then paid once for many.
+        let mut lost = false;
         match read {
             Some(Ok(datagram)) => {
-                datagrams.received.fetch_add(1, Relaxed);
-                rx.take(datagram, now);
+                batch.push(datagram);
+                while batch.len() < RECEIVE_BATCH {
+                    match ready_datagram(&conn) {
+                        Some(Ok(datagram)) => batch.push(datagram),
+                        Some(Err(_)) => {
+                            lost = true;
+                            break;
+                        }
+                        None => break,
+                    }
+                }
             }
             Some(Err(_)) => break,
-            None => {
-                rx.expire(now);
-                deadline = None;
+            None => {}
+        }
+        let now = Instant::now();
+        let mut rx = lock(&datagrams.receiving);
+        if batch.is_empty() {
+            rx.expire(now);
+            deadline = None;
+        } else {
+            datagrams.received.fetch_add(batch.len() as u64, Relaxed);
+            rx.expire_early(now);
+            for datagram in batch.drain(..) {
+                rx.take(datagram, now);
             }
+            rx.flush();
+        }
+        if lost {
+            break;
         }
         let next = rx.next_deadline();
         if next != deadline {
