@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use echostream_runtime::tls::{ClientTls, Fingerprint, ServerTls};
-use echostream_runtime::{Client, Server, Session};
+use echostream_runtime::{Client, Config, Congestion, Server, Session};
 
 const RAW_ALPN: &[u8] = b"raw-echo";
 const LATENCY_CALLS: usize = 20_000;
@@ -199,6 +199,16 @@ struct Served {
     fingerprint: Fingerprint,
 }
 
+/// EchoStream's configuration: the default, or with `ECHO_BENCH_CONGESTION=cubic` the congestion
+/// controller raw quinn uses (EchoStream's default is BBR).
+fn config() -> Config {
+    match std::env::var("ECHO_BENCH_CONGESTION").as_deref() {
+        Ok("cubic") => Config::default().congestion(Congestion::Cubic),
+        Ok("bbr") | Err(_) => Config::default(),
+        Ok(other) => panic!("ECHO_BENCH_CONGESTION={other}: expected cubic or bbr"),
+    }
+}
+
 fn current_thread() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -217,6 +227,7 @@ fn serve(
         let tls = ServerTls::self_signed(["localhost"]).unwrap();
         let server = Server::builder()
             .tls(tls.clone())
+            .config(config())
             .routes(move |r| {
                 r.rpc("echo", |_, req| async move { Ok(req.data) });
                 r.event("tick", move |_, _| {
@@ -311,12 +322,14 @@ fn main() {
         let tls = ClientTls::pinned(served.fingerprint);
         let session = Client::builder()
             .tls(tls.clone())
+            .config(config())
             .connect(served.echostream, "localhost")
             .await
             .unwrap();
         // The same without the default 30 s deadline, to show what the per-call timer costs.
         let no_deadline = Client::builder()
             .tls(tls.clone())
+            .config(config())
             .default_timeout(None)
             .connect(served.echostream, "localhost")
             .await
