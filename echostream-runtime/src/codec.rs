@@ -312,6 +312,87 @@ fn peek_varint(buf: &[u8]) -> Result<Option<(u64, usize)>, CodecError> {
     }
 }
 
+/// The key of `Frame.request` (field 6, length-delimited).
+const KEY_REQUEST: u64 = 6 << 3 | 2;
+/// The key of `Frame.response` (field 7, length-delimited).
+const KEY_RESPONSE: u64 = 7 << 3 | 2;
+
+/// Decodes a call's frame of the common shape, a request or a response and nothing else (no
+/// metadata), without prost's generic merge loop; `None` for any other frame or anything
+/// unusual, which prost then decodes (or reports as malformed). Where it decodes, the result is
+/// prost's: the last occurrence of a field wins, `data` is sliced out of `frame`, not copied.
+fn decode_call_frame(frame: &Bytes) -> Option<Frame> {
+    let (key, key_len) = peek_varint(frame).ok()??;
+    let request = match key {
+        KEY_REQUEST => true,
+        KEY_RESPONSE => false,
+        _ => return None,
+    };
+    let (len, len_len) = peek_varint(&frame[key_len..]).ok()??;
+    let start = key_len + len_len;
+    // The payload must be the frame's only field.
+    if len != (frame.len() - start) as u64 {
+        return None;
+    }
+    let body = &frame[start..];
+    let (mut id, mut number, mut flag) = (0u64, 0u64, false);
+    let (mut text, mut data) = (0..0, 0..0);
+    let mut at = 0;
+    while at < body.len() {
+        let (key, n) = peek_varint(&body[at..]).ok()??;
+        at += n;
+        // Field numbers as in `frame.proto`: request {1 id, 2 name, 3 timeout_us,
+        // 4 idempotent, 5 data}, response {1 id, 2 code, 3 message, 4 data}.
+        match (request, key >> 3, key & 7) {
+            (_, 1, 0) => id = varint_at(body, &mut at)?,
+            (true, 3, 0) | (false, 2, 0) => number = varint_at(body, &mut at)?,
+            (true, 4, 0) => flag = varint_at(body, &mut at)? != 0,
+            (true, 2, 2) | (false, 3, 2) => text = delimited_at(body, &mut at)?,
+            (true, 5, 2) | (false, 4, 2) => data = delimited_at(body, &mut at)?,
+            _ => return None,
+        }
+    }
+    let text = std::str::from_utf8(&body[text]).ok()?.to_owned();
+    let data = frame.slice(start + data.start..start + data.end);
+    let payload = if request {
+        Payload::Request(crate::proto::v1::RpcRequest {
+            id,
+            name: text,
+            timeout_us: number,
+            idempotent: flag,
+            data,
+        })
+    } else {
+        Payload::Response(crate::proto::v1::RpcResponse {
+            id,
+            // As prost reads a `uint32`: the varint's low 32 bits.
+            code: number as u32,
+            message: text,
+            data,
+        })
+    };
+    Some(Frame {
+        metadata: Default::default(),
+        payload: Some(payload),
+    })
+}
+
+/// The varint at `*at` in `buf`, moving `*at` past it.
+fn varint_at(buf: &[u8], at: &mut usize) -> Option<u64> {
+    let (value, n) = peek_varint(&buf[*at..]).ok()??;
+    *at += n;
+    Some(value)
+}
+
+/// The range of the length-delimited value at `*at` in `buf`, moving `*at` past it.
+fn delimited_at(buf: &[u8], at: &mut usize) -> Option<std::ops::Range<usize>> {
+    let len = usize::try_from(varint_at(buf, at)?).ok()?;
+    let start = *at;
+    let end = start.checked_add(len).filter(|&end| end <= buf.len())?;
+    *at = end;
+    Some(start..end)
+}
+
 /// Splits received chunks into frames, enforcing the frame size limit.
 ///
 /// Feed it every chunk read from a stream, then take frames until it has none complete. Frames
@@ -387,7 +468,10 @@ impl Decoder {
             self.partial.split_to(total).freeze()
         };
         bytes.advance(prefix);
-        let frame = Frame::decode(bytes)?;
+        let frame = match decode_call_frame(&bytes) {
+            Some(frame) => frame,
+            None => Frame::decode(bytes)?,
+        };
         if frame.payload.is_none() {
             return Err(CodecError::MissingPayload);
         }
@@ -461,6 +545,77 @@ mod tests {
                 payload: Some(Payload::Ping(Ping { t1: 42 })),
             },
         ]
+    }
+
+    fn call_frame() -> impl proptest::strategy::Strategy<Value = Frame> {
+        use proptest::prelude::*;
+        let data = proptest::collection::vec(any::<u8>(), 0..40).prop_map(Bytes::from);
+        let request = (
+            any::<u64>(),
+            ".{0,12}",
+            any::<u64>(),
+            any::<bool>(),
+            data.clone(),
+        )
+            .prop_map(|(id, name, timeout_us, idempotent, data)| {
+                Payload::Request(RpcRequest {
+                    id,
+                    name,
+                    timeout_us,
+                    idempotent,
+                    data,
+                })
+            });
+        let response =
+            (any::<u64>(), any::<u32>(), ".{0,12}", data).prop_map(|(id, code, message, data)| {
+                Payload::Response(RpcResponse {
+                    id,
+                    code,
+                    message,
+                    data,
+                })
+            });
+        let metadata = proptest::collection::btree_map("[a-z]{1,4}", "[a-z]{0,4}", 0..2);
+        (prop_oneof![request, response], metadata).prop_map(|(payload, metadata)| Frame {
+            metadata,
+            payload: Some(payload),
+        })
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(512))]
+
+        /// The fast path decodes every request and response without metadata, as prost does.
+        #[test]
+        fn call_frames_decode_as_prost_decodes_them(frame in call_frame()) {
+            let bytes = Bytes::from(frame.encode_to_vec());
+            match decode_call_frame(&bytes) {
+                Some(fast) => {
+                    proptest::prop_assert!(frame.metadata.is_empty());
+                    proptest::prop_assert_eq!(fast, frame);
+                }
+                None => proptest::prop_assert!(!frame.metadata.is_empty()),
+            }
+        }
+
+        /// Whatever bytes it is given (a call's frame cut short, extended or altered, or noise),
+        /// the fast path decodes nothing that prost would decode otherwise or refuse.
+        #[test]
+        fn the_fast_path_never_disagrees_with_prost(
+            frame in call_frame(),
+            cut in 0usize..3,
+            noise in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..12),
+            at in proptest::prelude::any::<proptest::sample::Index>(),
+        ) {
+            let mut bytes = frame.encode_to_vec();
+            bytes.truncate(bytes.len().saturating_sub(cut));
+            let spot = at.index(bytes.len() + 1);
+            bytes.splice(spot..spot, noise);
+            let bytes = Bytes::from(bytes);
+            if let Some(fast) = decode_call_frame(&bytes) {
+                proptest::prop_assert_eq!(Some(fast), Frame::decode(bytes).ok());
+            }
+        }
     }
 
     #[test]
