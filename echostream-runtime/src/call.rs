@@ -28,6 +28,16 @@ pub struct CallOptions {
     pub(crate) metadata: Metadata,
 }
 
+/// The options of a call made without any: a static, so a plain `request` neither builds nor
+/// drops any.
+pub(crate) static DEFAULT_OPTIONS: CallOptions = CallOptions {
+    timeout: None,
+    deadline: None,
+    no_deadline: false,
+    idempotent: false,
+    metadata: Metadata::new(),
+};
+
 impl CallOptions {
     /// Options that use the endpoint's defaults.
     pub fn new() -> CallOptions {

@@ -403,7 +403,8 @@ impl Session {
     /// Calls method `name` of the peer with `data` and waits for the answer, with the endpoint's
     /// default deadline. See [`Session::request_with`].
     pub async fn request(&self, name: &str, data: Bytes) -> Result<Bytes, Status> {
-        self.request_with(name, data, &CallOptions::default()).await
+        self.request_with(name, data, &crate::call::DEFAULT_OPTIONS)
+            .await
     }
 
     /// Calls method `name` of the peer with `data` and waits for the answer.
