@@ -12,6 +12,10 @@
 //! `perf record` or `valgrind --tool=callgrind`), `ECHO_BENCH_PROFILE=raw`, `=echostream` or
 //! `=echostream-no-deadline` runs only that implementation's 64 B calls at concurrency 64, for
 //! `ECHO_BENCH_SECS` or, with `ECHO_BENCH_CALLS`, for that many calls.
+//!
+//! `ECHO_BENCH_CONGESTION=cubic` runs EchoStream with the congestion controller raw quinn uses
+//! (EchoStream's default is BBR). `ECHO_BENCH_SERVER_WORKERS=N` gives the serving side a
+//! multi-threaded runtime of N workers, where EchoStream spawns a task for every call.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -223,7 +227,18 @@ fn serve(
     ready: std::sync::mpsc::Sender<Served>,
     stop: tokio::sync::oneshot::Receiver<()>,
 ) {
-    current_thread().block_on(async move {
+    let workers = std::env::var("ECHO_BENCH_SERVER_WORKERS")
+        .ok()
+        .and_then(|n| n.parse::<usize>().ok());
+    let runtime = match workers {
+        Some(n) if n > 1 => tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(n)
+            .enable_all()
+            .build()
+            .unwrap(),
+        _ => current_thread(),
+    };
+    runtime.block_on(async move {
         let tls = ServerTls::self_signed(["localhost"]).unwrap();
         let server = Server::builder()
             .tls(tls.clone())
