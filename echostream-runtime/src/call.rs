@@ -7,6 +7,7 @@
 //! handler that spawns work hands a clone of it to that work.
 
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Poll, Waker};
@@ -143,15 +144,18 @@ struct Waiting {
 }
 
 impl Deadlines {
-    /// Runs `future` until it completes (`Some` of its output) or `at` passes (`None`, and
-    /// `future` is dropped).
-    pub(crate) async fn timeout_at<F: Future>(&self, at: Instant, future: F) -> Option<F::Output> {
+    /// Runs `future` until it completes (`Some` of its output) or `at` passes (`None`; the
+    /// caller then drops `future`). Pinned by the caller, so a large future is not moved.
+    pub(crate) async fn timeout_at<F: Future>(
+        &self,
+        at: Instant,
+        mut future: Pin<&mut F>,
+    ) -> Option<F::Output> {
         let mut deadline = Deadline {
             watch: &self.watch,
             at,
             key: None,
         };
-        let mut future = std::pin::pin!(future);
         std::future::poll_fn(|cx| {
             if let Poll::Ready(output) = future.as_mut().poll(cx) {
                 return Poll::Ready(Some(output));
@@ -554,7 +558,7 @@ mod tests {
         let at = started + Duration::from_millis(30);
         let out = tokio::time::timeout(
             BOUND,
-            deadlines.timeout_at(at, std::future::pending::<()>()),
+            deadlines.timeout_at(at, std::pin::pin!(std::future::pending::<()>())),
         )
         .await
         .expect("the deadline fired");
@@ -575,7 +579,7 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(5)).await;
             7
         };
-        let out = tokio::time::timeout(BOUND, deadlines.timeout_at(at, call)).await;
+        let out = tokio::time::timeout(BOUND, deadlines.timeout_at(at, std::pin::pin!(call))).await;
         assert_eq!(out.expect("done in time"), Some(7));
         assert_eq!(deadlines.waiting(), 0);
     }
@@ -587,7 +591,9 @@ mod tests {
             let deadlines = deadlines.clone();
             async move {
                 let at = Instant::now() + Duration::from_secs(60);
-                deadlines.timeout_at(at, std::future::pending::<()>()).await
+                deadlines
+                    .timeout_at(at, std::pin::pin!(std::future::pending::<()>()))
+                    .await
             }
         });
         while deadlines.waiting() == 0 {
@@ -598,7 +604,7 @@ mod tests {
         let at = Instant::now() + Duration::from_millis(30);
         let early = tokio::time::timeout(
             BOUND,
-            deadlines.timeout_at(at, std::future::pending::<()>()),
+            deadlines.timeout_at(at, std::pin::pin!(std::future::pending::<()>())),
         )
         .await
         .expect("the earlier deadline fired, not the timer's first one");
@@ -618,11 +624,14 @@ mod tests {
     async fn the_timer_ends_when_no_call_is_left() {
         let deadlines = Deadlines::default();
         let at = Instant::now() + Duration::from_millis(20);
-        let out = deadlines.timeout_at(at, async { 1 }).await;
+        let out = deadlines.timeout_at(at, std::pin::pin!(async { 1 })).await;
         assert_eq!(out, Some(1), "a call ready at once needs no timer");
         assert!(!deadlines.timer_armed());
         let call = tokio::time::sleep(Duration::from_millis(1));
-        assert_eq!(deadlines.timeout_at(at, call).await, Some(()));
+        assert_eq!(
+            deadlines.timeout_at(at, std::pin::pin!(call)).await,
+            Some(())
+        );
         assert!(
             deadlines.timer_armed(),
             "the timer sleeps until the deadline it knew"
@@ -645,7 +654,9 @@ mod tests {
                 let deadlines = deadlines.clone();
                 let at = start + Duration::from_millis(20 * i);
                 tokio::spawn(async move {
-                    let out = deadlines.timeout_at(at, std::future::pending::<()>()).await;
+                    let out = deadlines
+                        .timeout_at(at, std::pin::pin!(std::future::pending::<()>()))
+                        .await;
                     (out, Instant::now() >= at)
                 })
             })

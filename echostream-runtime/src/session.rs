@@ -440,7 +440,7 @@ impl Session {
             })),
         };
         bump(&inner.counters.calls_sent);
-        let exchange = self.exchange(id, frame, deadline, options.idempotent);
+        let exchange = std::pin::pin!(self.exchange(id, frame, deadline, options.idempotent));
         match deadline {
             None => exchange.await,
             Some(deadline) => match inner.deadlines.timeout_at(deadline, exchange).await {
