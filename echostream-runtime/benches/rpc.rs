@@ -12,6 +12,10 @@
 //! `perf record` or `valgrind --tool=callgrind`), `ECHO_BENCH_PROFILE=raw`, `=echostream` or
 //! `=echostream-no-deadline` runs only that implementation's 64 B calls at concurrency 64, for
 //! `ECHO_BENCH_SECS` or, with `ECHO_BENCH_CALLS`, for that many calls.
+//!
+//! `ECHO_BENCH_CONGESTION=cubic` runs EchoStream with the congestion controller raw quinn uses
+//! (EchoStream's default is BBR). `ECHO_BENCH_SERVER_WORKERS=N` gives the serving side a
+//! multi-threaded runtime of N workers, where EchoStream spawns a task for every call.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -21,7 +25,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use echostream_runtime::tls::{ClientTls, Fingerprint, ServerTls};
-use echostream_runtime::{Client, Server, Session};
+use echostream_runtime::{Client, Config, Congestion, Server, Session};
 
 const RAW_ALPN: &[u8] = b"raw-echo";
 const LATENCY_CALLS: usize = 20_000;
@@ -199,6 +203,16 @@ struct Served {
     fingerprint: Fingerprint,
 }
 
+/// EchoStream's configuration: the default, or with `ECHO_BENCH_CONGESTION=cubic` the congestion
+/// controller raw quinn uses (EchoStream's default is BBR).
+fn config() -> Config {
+    match std::env::var("ECHO_BENCH_CONGESTION").as_deref() {
+        Ok("cubic") => Config::default().congestion(Congestion::Cubic),
+        Ok("bbr") | Err(_) => Config::default(),
+        Ok(other) => panic!("ECHO_BENCH_CONGESTION={other}: expected cubic or bbr"),
+    }
+}
+
 fn current_thread() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -213,10 +227,22 @@ fn serve(
     ready: std::sync::mpsc::Sender<Served>,
     stop: tokio::sync::oneshot::Receiver<()>,
 ) {
-    current_thread().block_on(async move {
+    let workers = std::env::var("ECHO_BENCH_SERVER_WORKERS")
+        .ok()
+        .and_then(|n| n.parse::<usize>().ok());
+    let runtime = match workers {
+        Some(n) if n > 1 => tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(n)
+            .enable_all()
+            .build()
+            .unwrap(),
+        _ => current_thread(),
+    };
+    runtime.block_on(async move {
         let tls = ServerTls::self_signed(["localhost"]).unwrap();
         let server = Server::builder()
             .tls(tls.clone())
+            .config(config())
             .routes(move |r| {
                 r.rpc("echo", |_, req| async move { Ok(req.data) });
                 r.event("tick", move |_, _| {
@@ -311,12 +337,14 @@ fn main() {
         let tls = ClientTls::pinned(served.fingerprint);
         let session = Client::builder()
             .tls(tls.clone())
+            .config(config())
             .connect(served.echostream, "localhost")
             .await
             .unwrap();
         // The same without the default 30 s deadline, to show what the per-call timer costs.
         let no_deadline = Client::builder()
             .tls(tls.clone())
+            .config(config())
             .default_timeout(None)
             .connect(served.echostream, "localhost")
             .await

@@ -7,8 +7,10 @@
 //! handler that spawns work hands a clone of it to that work.
 
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Poll, Waker};
 use std::time::Duration;
 
 use tokio::sync::Notify;
@@ -26,6 +28,16 @@ pub struct CallOptions {
     pub(crate) idempotent: bool,
     pub(crate) metadata: Metadata,
 }
+
+/// The options of a call made without any: a static, so a plain `request` neither builds nor
+/// drops any.
+pub(crate) static DEFAULT_OPTIONS: CallOptions = CallOptions {
+    timeout: None,
+    deadline: None,
+    no_deadline: false,
+    idempotent: false,
+    metadata: Metadata::new(),
+};
 
 impl CallOptions {
     /// Options that use the endpoint's defaults.
@@ -91,6 +103,190 @@ impl CallOptions {
 /// a peer may send any timeout.
 pub(crate) fn deadline_after(start: Instant, timeout: Duration) -> Option<Instant> {
     start.checked_add(timeout)
+}
+
+/// The deadlines of one session's outbound calls, watched by one timer.
+///
+/// A tokio timer per call costs an insertion into the runtime's timer wheel and a removal from
+/// it (about 600 instructions a call, measured), although nearly every call ends long before its
+/// deadline. Here a call only notes its deadline and waker in a slab while it waits; one timer
+/// task per session sleeps until the earliest deadline it knows of, marks the calls whose
+/// deadline passed as expired and wakes them, then sleeps until the earliest deadline left, and
+/// ends when no call is left. A call noting a deadline earlier than the timer's wakes it to sleep
+/// less. The timer may wake for a call that has already ended: it then just goes back to sleep.
+#[derive(Debug, Default)]
+pub(crate) struct Deadlines {
+    watch: Arc<Watch>,
+}
+
+#[derive(Debug, Default)]
+struct Watch {
+    state: std::sync::Mutex<Watched>,
+    /// Wakes the timer: a deadline earlier than it sleeps for, or the session dropped.
+    rearm: Notify,
+}
+
+#[derive(Debug, Default)]
+struct Watched {
+    calls: slab::Slab<Waiting>,
+    /// When the timer task wakes up, no later than any deadline in `calls`; `None` when there
+    /// is no timer task.
+    armed: Option<Instant>,
+    /// The session is gone: the timer task ends.
+    dropped: bool,
+}
+
+#[derive(Debug)]
+struct Waiting {
+    at: Instant,
+    waker: Option<Waker>,
+    expired: bool,
+}
+
+impl Deadlines {
+    /// Runs `future` until it completes (`Some` of its output) or `at` passes (`None`; the
+    /// caller then drops `future`). Pinned by the caller, so a large future is not moved.
+    pub(crate) async fn timeout_at<F: Future>(
+        &self,
+        at: Instant,
+        mut future: Pin<&mut F>,
+    ) -> Option<F::Output> {
+        let mut deadline = Deadline {
+            watch: &self.watch,
+            at,
+            key: None,
+        };
+        std::future::poll_fn(|cx| {
+            if let Poll::Ready(output) = future.as_mut().poll(cx) {
+                return Poll::Ready(Some(output));
+            }
+            if deadline.poll_expired(cx) {
+                Poll::Ready(None)
+            } else {
+                Poll::Pending
+            }
+        })
+        .await
+    }
+
+    /// Calls waiting for their deadline (for tests).
+    #[cfg(test)]
+    fn waiting(&self) -> usize {
+        self.watch.lock().calls.len()
+    }
+
+    /// Whether a timer task is at work (for tests).
+    #[cfg(test)]
+    fn timer_armed(&self) -> bool {
+        self.watch.lock().armed.is_some()
+    }
+}
+
+impl Drop for Deadlines {
+    fn drop(&mut self) {
+        let mut state = self.watch.lock();
+        state.dropped = true;
+        if state.armed.is_some() {
+            drop(state);
+            self.watch.rearm.notify_one();
+        }
+    }
+}
+
+impl Watch {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Watched> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// One call's deadline, noted in its session's [`Deadlines`] from its first wait to its end.
+struct Deadline<'a> {
+    watch: &'a Arc<Watch>,
+    at: Instant,
+    key: Option<usize>,
+}
+
+impl Deadline<'_> {
+    /// Whether the deadline passed; if not, the task of `cx` is woken when it does.
+    fn poll_expired(&mut self, cx: &mut std::task::Context<'_>) -> bool {
+        let mut state = self.watch.lock();
+        if let Some(key) = self.key {
+            let call = &mut state.calls[key];
+            if call.expired {
+                return true;
+            }
+            if !call.waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+                call.waker = Some(cx.waker().clone());
+            }
+            return false;
+        }
+        // A deadline already passed is noted too: the timer fires at once.
+        self.key = Some(state.calls.insert(Waiting {
+            at: self.at,
+            waker: Some(cx.waker().clone()),
+            expired: false,
+        }));
+        match state.armed {
+            None => {
+                state.armed = Some(self.at);
+                drop(state);
+                tokio::spawn(watch_deadlines(self.watch.clone(), self.at));
+            }
+            Some(armed) if self.at < armed => {
+                state.armed = Some(self.at);
+                drop(state);
+                self.watch.rearm.notify_one();
+            }
+            Some(_) => {}
+        }
+        false
+    }
+}
+
+impl Drop for Deadline<'_> {
+    fn drop(&mut self) {
+        if let Some(key) = self.key {
+            self.watch.lock().calls.remove(key);
+        }
+    }
+}
+
+/// The timer task of a session's [`Deadlines`], first due at `at`.
+async fn watch_deadlines(watch: Arc<Watch>, at: Instant) {
+    let sleep = tokio::time::sleep_until(at);
+    tokio::pin!(sleep);
+    let mut expired = Vec::new();
+    loop {
+        tokio::select! {
+            () = &mut sleep => {}
+            () = watch.rearm.notified() => {}
+        }
+        let now = Instant::now();
+        let next = {
+            let mut state = watch.lock();
+            if state.dropped {
+                return;
+            }
+            let mut next: Option<Instant> = None;
+            for (_, call) in state.calls.iter_mut().filter(|(_, c)| !c.expired) {
+                if call.at <= now {
+                    call.expired = true;
+                    expired.extend(call.waker.take());
+                } else {
+                    next = Some(next.map_or(call.at, |n| n.min(call.at)));
+                }
+            }
+            state.armed = next;
+            next
+        };
+        for waker in expired.drain(..) {
+            waker.wake();
+        }
+        match next {
+            Some(at) => sleep.as_mut().reset(at),
+            None => return,
+        }
+    }
 }
 
 /// What kind of inbound traffic a handler is serving.
@@ -350,5 +546,126 @@ mod tests {
         );
         assert_eq!(past.remaining(), Some(Duration::ZERO));
         assert_eq!(ctx().remaining(), None);
+    }
+
+    /// Bounds a test's wait: none of these should come near it.
+    const BOUND: Duration = Duration::from_secs(5);
+
+    #[tokio::test]
+    async fn a_deadline_that_passes_ends_the_call() {
+        let deadlines = Deadlines::default();
+        let started = Instant::now();
+        let at = started + Duration::from_millis(30);
+        let out = tokio::time::timeout(
+            BOUND,
+            deadlines.timeout_at(at, std::pin::pin!(std::future::pending::<()>())),
+        )
+        .await
+        .expect("the deadline fired");
+        assert_eq!(out, None);
+        assert!(Instant::now() >= at);
+        assert_eq!(
+            deadlines.waiting(),
+            0,
+            "an ended call leaves nothing behind"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_call_that_ends_in_time_gets_its_output() {
+        let deadlines = Deadlines::default();
+        let at = Instant::now() + Duration::from_secs(60);
+        let call = async {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            7
+        };
+        let out = tokio::time::timeout(BOUND, deadlines.timeout_at(at, std::pin::pin!(call))).await;
+        assert_eq!(out.expect("done in time"), Some(7));
+        assert_eq!(deadlines.waiting(), 0);
+    }
+
+    #[tokio::test]
+    async fn an_earlier_deadline_wakes_the_timer_sooner() {
+        let deadlines = Arc::new(Deadlines::default());
+        let late = tokio::spawn({
+            let deadlines = deadlines.clone();
+            async move {
+                let at = Instant::now() + Duration::from_secs(60);
+                deadlines
+                    .timeout_at(at, std::pin::pin!(std::future::pending::<()>()))
+                    .await
+            }
+        });
+        while deadlines.waiting() == 0 {
+            tokio::time::timeout(BOUND, tokio::task::yield_now())
+                .await
+                .unwrap();
+        }
+        let at = Instant::now() + Duration::from_millis(30);
+        let early = tokio::time::timeout(
+            BOUND,
+            deadlines.timeout_at(at, std::pin::pin!(std::future::pending::<()>())),
+        )
+        .await
+        .expect("the earlier deadline fired, not the timer's first one");
+        assert_eq!(early, None);
+        assert_eq!(deadlines.waiting(), 1, "the later call still waits");
+        assert!(!late.is_finished());
+        late.abort();
+        let _ = late.await;
+        assert_eq!(
+            deadlines.waiting(),
+            0,
+            "a dropped call leaves nothing behind"
+        );
+    }
+
+    #[tokio::test]
+    async fn the_timer_ends_when_no_call_is_left() {
+        let deadlines = Deadlines::default();
+        let at = Instant::now() + Duration::from_millis(20);
+        let out = deadlines.timeout_at(at, std::pin::pin!(async { 1 })).await;
+        assert_eq!(out, Some(1), "a call ready at once needs no timer");
+        assert!(!deadlines.timer_armed());
+        let call = tokio::time::sleep(Duration::from_millis(1));
+        assert_eq!(
+            deadlines.timeout_at(at, std::pin::pin!(call)).await,
+            Some(())
+        );
+        assert!(
+            deadlines.timer_armed(),
+            "the timer sleeps until the deadline it knew"
+        );
+        let mut waited = Duration::ZERO;
+        while deadlines.timer_armed() && waited < BOUND {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            waited += Duration::from_millis(10);
+        }
+        assert!(!deadlines.timer_armed(), "no call left: the timer ended");
+    }
+
+    #[tokio::test]
+    async fn many_calls_each_expire_at_their_own_deadline() {
+        let deadlines = Arc::new(Deadlines::default());
+        let start = Instant::now();
+        let calls: Vec<_> = (1..=5u64)
+            .rev()
+            .map(|i| {
+                let deadlines = deadlines.clone();
+                let at = start + Duration::from_millis(20 * i);
+                tokio::spawn(async move {
+                    let out = deadlines
+                        .timeout_at(at, std::pin::pin!(std::future::pending::<()>()))
+                        .await;
+                    (out, Instant::now() >= at)
+                })
+            })
+            .collect();
+        for call in calls {
+            let (out, after) = tokio::time::timeout(BOUND, call).await.unwrap().unwrap();
+            assert_eq!(out, None);
+            assert!(after, "no call expired before its deadline");
+        }
+        assert_eq!(deadlines.waiting(), 0);
     }
 }

@@ -16,7 +16,7 @@ use quinn::{Connection, RecvStream, SendStream, VarInt, ZeroRttAccepted};
 use tokio::sync::{Notify, watch};
 use tokio::time::Instant;
 
-use crate::call::{CallContext, CallKind, CallOptions, Metadata};
+use crate::call::{CallContext, CallKind, CallOptions, Deadlines, Metadata};
 use crate::clock::{Clock, ClockEstimate, ClockMapping, ClockSync};
 use crate::codec::{EncodedFrame, Encoder};
 use crate::context::Context;
@@ -110,6 +110,8 @@ pub(crate) struct Inner {
     peer_identity: OnceLock<PeerIdentity>,
     pub(crate) handshake: Handshake,
     next_call_id: AtomicU64,
+    /// The deadlines of this side's calls in flight.
+    deadlines: Deadlines,
     pub(crate) next_stream_id: AtomicU64,
     timing: Mutex<Timing>,
     /// Bumped at every clock sample, so that stream playouts know to refresh their mapping.
@@ -278,6 +280,7 @@ impl Session {
                 hello_arrived: Notify::new(),
                 handshake,
                 next_call_id: AtomicU64::new(1),
+                deadlines: Deadlines::default(),
                 next_stream_id: AtomicU64::new(1),
                 timing: Mutex::new(Timing {
                     pings: PingsInFlight::default(),
@@ -400,7 +403,8 @@ impl Session {
     /// Calls method `name` of the peer with `data` and waits for the answer, with the endpoint's
     /// default deadline. See [`Session::request_with`].
     pub async fn request(&self, name: &str, data: Bytes) -> Result<Bytes, Status> {
-        self.request_with(name, data, &CallOptions::default()).await
+        self.request_with(name, data, &crate::call::DEFAULT_OPTIONS)
+            .await
     }
 
     /// Calls method `name` of the peer with `data` and waits for the answer.
@@ -436,12 +440,12 @@ impl Session {
             })),
         };
         bump(&inner.counters.calls_sent);
-        let exchange = self.exchange(id, frame, deadline, options.idempotent);
+        let exchange = std::pin::pin!(self.exchange(id, frame, deadline, options.idempotent));
         match deadline {
             None => exchange.await,
-            Some(deadline) => match tokio::time::timeout_at(deadline, exchange).await {
-                Ok(result) => result,
-                Err(_) => Err(Status::deadline_exceeded(format!(
+            Some(deadline) => match inner.deadlines.timeout_at(deadline, exchange).await {
+                Some(result) => result,
+                None => Err(Status::deadline_exceeded(format!(
                     "no answer to {name} within the deadline"
                 ))),
             },
