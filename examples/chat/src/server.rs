@@ -4,7 +4,7 @@
 //! room, so fanning a message out to a room is one [`Sessions::broadcast_to`].
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 
 use echostream_runtime::prost::Message as _;
 use echostream_runtime::{Bytes, Session, Sessions, Status, async_trait};
@@ -19,9 +19,8 @@ pub const MAX_TEXT: usize = 2000;
 
 /// The server's implementation of `ChatService`.
 ///
-/// Handlers need the server's live sessions (to fan out and to find invited users), which only
-/// exist once the server is bound: serve it with `ChatServiceServer::from_arc`, keep the `Arc`,
-/// and call [`ChatServer::attach`] after `bind`.
+/// Handlers reach the server's live sessions (to fan out to a room, to find an invited user)
+/// through the session they serve: [`Session::sessions`].
 pub struct ChatServer {
     hub: Arc<Hub>,
 }
@@ -31,8 +30,6 @@ struct Hub {
     motd: String,
     /// Who is online: name → session id. The one place where names are made unique.
     users: Mutex<BTreeMap<String, u64>>,
-    /// The server's live sessions, with one group per room.
-    sessions: OnceLock<Sessions>,
 }
 
 /// What the server keeps about a logged-in session, in the session's own state.
@@ -54,32 +51,16 @@ impl ChatServer {
             hub: Arc::new(Hub {
                 motd: motd.into(),
                 users: Mutex::default(),
-                sessions: OnceLock::new(),
             }),
         }
-    }
-
-    /// Gives the handlers the live sessions of the bound server (`server.sessions().clone()`).
-    pub fn attach(&self, sessions: Sessions) {
-        // Attaching twice keeps the first registry: there is one server per `ChatServer`.
-        let _ = self.hub.sessions.set(sessions);
     }
 }
 
 impl Hub {
-    fn sessions(&self) -> Result<&Sessions, Status> {
-        self.sessions
-            .get()
-            .ok_or_else(|| Status::unavailable("the server is still starting"))
-    }
-
-    /// Names of the members of `room`, sorted.
-    fn members(&self, room: &str) -> Vec<String> {
-        let mut names: Vec<String> = self
-            .sessions
-            .get()
-            .map(|s| s.group(room))
-            .unwrap_or_default()
+    /// Names of the members of `room` among `sessions`, sorted.
+    fn members(sessions: &Sessions, room: &str) -> Vec<String> {
+        let mut names: Vec<String> = sessions
+            .group(room)
             .iter()
             .filter_map(|s| s.state().get::<Member>().map(|m| m.name.clone()))
             .collect();
@@ -88,18 +69,16 @@ impl Hub {
     }
 
     /// Tells everyone in `room` that `user` came or went. Encoded once, queued to each member.
-    async fn announce(&self, room: &str, user: &str, joined: bool) {
+    async fn announce(sessions: &Sessions, room: &str, user: &str, joined: bool) {
         let presence = chat::Presence {
             room: room.to_owned(),
             user: user.to_owned(),
             joined,
         };
-        if let Ok(sessions) = self.sessions() {
-            let data = Bytes::from(presence.encode_to_vec());
-            sessions
-                .broadcast_to(room, chat::chat_peer::PRESENCE.name(), data)
-                .await;
-        }
+        let data = Bytes::from(presence.encode_to_vec());
+        sessions
+            .broadcast_to(room, chat::chat_peer::PRESENCE.name(), data)
+            .await;
     }
 
     /// Moves `session` (logged in as `member`) to `room`, telling both rooms.
@@ -112,9 +91,9 @@ impl Hub {
             return;
         }
         session.leave(&old);
-        self.announce(&old, &member.name, false).await;
+        Hub::announce(session.sessions(), &old, &member.name, false).await;
         session.join(room);
-        self.announce(room, &member.name, true).await;
+        Hub::announce(session.sessions(), room, &member.name, true).await;
         println!("{} moved from #{old} to #{room}", member.name);
     }
 }
@@ -161,7 +140,7 @@ impl chat::ChatService for ChatServer {
             session.id(),
             session.remote_address()
         );
-        self.hub.announce(LOBBY, &name, true).await;
+        Hub::announce(session.sessions(), LOBBY, &name, true).await;
 
         // When the connection goes (quit, crash, network), free the name and tell the room.
         // `closed()` resolves after the runtime removed the session from its groups.
@@ -175,7 +154,7 @@ impl chat::ChatService for ChatServer {
                     .unwrap_or_else(|e| e.into_inner())
                     .remove(&me.name);
                 println!("{} left ({reason})", me.name);
-                hub.announce(&me.room(), &me.name, false).await;
+                Hub::announce(watched.sessions(), &me.room(), &me.name, false).await;
             }
         });
 
@@ -201,7 +180,7 @@ impl chat::ChatService for ChatServer {
         check_name("room", &room).map_err(Status::invalid_argument)?;
         self.hub.move_to(session, &me, &room).await;
         Ok(chat::Joined {
-            members: self.hub.members(&room),
+            members: Hub::members(session.sessions(), &room),
             room,
         })
     }
@@ -227,9 +206,8 @@ impl chat::ChatService for ChatServer {
         // Encode once, queue to every member of the room (the sender too: its echo is its
         // confirmation that the room saw it).
         let data = Bytes::from(message.encode_to_vec());
-        let outcome = self
-            .hub
-            .sessions()?
+        let outcome = session
+            .sessions()
             .broadcast_to(&room, chat::chat_peer::MESSAGE.name(), data)
             .await;
         for (id, status) in &outcome.failed {
@@ -266,7 +244,7 @@ impl chat::ChatService for ChatServer {
             .get(&request.user)
             .copied();
         let target = target_id
-            .and_then(|id| self.hub.sessions.get()?.get(id))
+            .and_then(|id| session.sessions().get(id))
             .ok_or_else(|| Status::not_found(format!("{} is not online", request.user)))?;
         let target_member = member(&target)?;
 
@@ -305,7 +283,7 @@ impl chat::ChatService for ChatServer {
             let notice = chat::Notice {
                 text: format!(
                     "you are now in #{room} with {}",
-                    self.hub.members(&room).join(", ")
+                    Hub::members(session.sessions(), &room).join(", ")
                 ),
             };
             let _ = chat::ChatPeerClient::new(target).notice(notice).await;
@@ -322,9 +300,7 @@ impl chat::ChatService for ChatServer {
             room: me.room(),
             user: me.name.clone(),
         };
-        let Ok(sessions) = self.hub.sessions() else {
-            return;
-        };
+        let sessions = session.sessions();
         // Everyone in the room but the typist, through the typed client of each session.
         for peer in sessions.group(&typing.room) {
             if peer.id() != session.id() {

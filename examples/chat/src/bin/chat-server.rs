@@ -2,7 +2,6 @@
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
-use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Parser;
@@ -47,14 +46,12 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     // A certificate made up on the spot: nothing to configure for a demo. Clients pin its
     // fingerprint instead of trusting a certificate authority.
     let tls = ServerTls::self_signed(["localhost"])?;
-    let chat = Arc::new(ChatServer::new(args.motd));
     let server = Server::builder()
         .tls(tls)
-        .service(ChatServiceServer::from_arc(chat.clone()))
+        .service(ChatServiceServer::new(ChatServer::new(args.motd)))
         .bind(args.listen)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
-    chat.attach(server.sessions().clone());
 
     let addr = server.local_addr();
     let fingerprint = server.fingerprint();
