@@ -4,16 +4,16 @@
 //! A plain `harness = false` program timed with `std::time::Instant`: it reports the median and
 //! the minimum of several runs, and keeps criterion's build out of the workspace.
 
-use std::fmt::Write as _;
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use echostream_idl::{FileId, MemoryFs, compile_with, parse};
 
-const MESSAGES: usize = 5_000;
-const FIELDS: usize = 10;
-const SERVICES: usize = 500;
-const METHODS: usize = 10;
+#[path = "support/synthetic.rs"]
+mod synthetic;
+
+use synthetic::{FIELDS, MESSAGES, METHODS, SERVICES, schema};
+
 /// Timed runs per measurement; `ECHO_BENCH_RUNS` overrides (e.g. 1 under valgrind).
 fn runs() -> usize {
     std::env::var("ECHO_BENCH_RUNS")
@@ -21,67 +21,6 @@ fn runs() -> usize {
         .and_then(|v| v.parse().ok())
         .filter(|&n| n > 0)
         .unwrap_or(15)
-}
-
-/// The schema: fields of every scalar kind, optional/repeated labels, maps, enums, and
-/// references to other messages; services mixing rpc, event and stream methods with options.
-fn schema() -> String {
-    const TYPES: [&str; 8] = [
-        "string", "uint64", "int32", "bool", "bytes", "double", "Level", "Msg0",
-    ];
-    let mut s = String::from("/// Generated benchmark schema.\npackage bench.v1;\n\n");
-    s.push_str(
-        "enum Level {\n  LEVEL_UNSPECIFIED = 0;\n  LEVEL_LOW = 1;\n  LEVEL_HIGH = 2;\n}\n\n",
-    );
-    for m in 0..MESSAGES {
-        let _ = writeln!(s, "/// Message number {m}.\nmessage Msg{m} {{");
-        for f in 0..FIELDS {
-            let n = f + 1;
-            match f {
-                7 => {
-                    let _ = writeln!(
-                        s,
-                        "  map<string, Msg{}> field_{f} = {n};",
-                        (m + 1) % MESSAGES
-                    );
-                }
-                8 => {
-                    let _ = writeln!(s, "  repeated Msg{} field_{f} = {n};", (m + 7) % MESSAGES);
-                }
-                9 => {
-                    let _ = writeln!(s, "  optional string field_{f} = {n} [deprecated = true];");
-                }
-                _ => {
-                    let _ = writeln!(
-                        s,
-                        "  {} field_{f} = {n}; // field {f}",
-                        TYPES[f % TYPES.len()]
-                    );
-                }
-            }
-        }
-        s.push_str("}\n\n");
-    }
-    for v in 0..SERVICES {
-        let _ = writeln!(s, "/// Service number {v}.\nservice Service{v} {{");
-        for k in 0..METHODS {
-            let input = (v * METHODS + k) % MESSAGES;
-            let output = (input + 1) % MESSAGES;
-            let _ = match k % 3 {
-                0 => writeln!(
-                    s,
-                    "  /// Method {k}.\n  rpc method_{k}(Msg{input}) returns (Msg{output}) [timeout_ms = 500, idempotent = true];"
-                ),
-                1 => writeln!(s, "  event method_{k}(Msg{input});"),
-                _ => writeln!(
-                    s,
-                    "  stream method_{k}(Msg{input}) [delivery = datagram, jitter_ms = 40, max_frame_bytes = 65536];"
-                ),
-            };
-        }
-        s.push_str("}\n\n");
-    }
-    s
 }
 
 fn measure(mut run: impl FnMut()) -> (Duration, Duration) {
