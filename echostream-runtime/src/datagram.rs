@@ -417,15 +417,15 @@ pub fn fragment(
     max_datagram_size: usize,
     max_frame_bytes: usize,
 ) -> Result<Fragments<'_>, FragmentError> {
-    let plan = plan(frame, payload.len(), max_datagram_size, max_frame_bytes)?;
-    Ok(Fragments {
+    // An empty arena: one buffer of exactly the frame's wire size is allocated.
+    fragment_in(
         frame,
         payload,
-        count: plan.count,
-        wire_len: plan.wire_len,
-        next: 0,
-        buf: BytesMut::with_capacity(plan.wire_len),
-    })
+        max_datagram_size,
+        max_frame_bytes,
+        BytesMut::new(),
+        0,
+    )
 }
 
 /// [`fragment`], writing the datagrams into `arena`'s spare capacity (allocating a new block
