@@ -25,6 +25,7 @@ use clap::{Parser, ValueEnum};
 
 use compare::{Comparison, Side, compare};
 use progress::Progress;
+use streams::RawFrames;
 
 /// The measurements, in the order they run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -47,6 +48,9 @@ enum Measurement {
     /// A datagram stream of 100 KB frames.
     #[value(name = "datagram-100k")]
     Datagram100k,
+    /// A datagram stream of 1,000 B frames against raw quinn resending one frame's datagrams.
+    #[value(name = "datagram-1k-resent")]
+    Datagram1kResent,
     /// Memory per idle session at 1,000 sessions.
     Memory,
 }
@@ -61,6 +65,9 @@ impl Measurement {
             Measurement::Stream => "reliable stream, 64 KiB frames",
             Measurement::Datagram1k => "datagram stream, 1,000 B frames",
             Measurement::Datagram100k => "datagram stream, 100 KB frames",
+            Measurement::Datagram1kResent => {
+                "datagram stream, 1,000 B frames, against one frame resent (quinn alone)"
+            }
             Measurement::Memory => "memory per idle session",
         }
     }
@@ -283,13 +290,13 @@ async fn run(
                 ratio: format!("{:.2}x", c.ratio),
             });
         }
-        Measurement::Datagram1k | Measurement::Datagram100k => {
-            let size = if m == Measurement::Datagram1k {
-                1_000
-            } else {
-                100_000
+        Measurement::Datagram1k | Measurement::Datagram100k | Measurement::Datagram1kResent => {
+            let (size, raw_frames) = match m {
+                Measurement::Datagram100k => (100_000, RawFrames::CutAnew),
+                Measurement::Datagram1kResent => (1_000, RawFrames::Resent),
+                _ => (1_000, RawFrames::CutAnew),
             };
-            let mut work = streams::Datagrams::new(peers, size).await;
+            let mut work = streams::Datagrams::new(peers, size, raw_frames).await;
             let c = compare(&mut work, s.total, s.round).await;
             work.finish();
             rows.push(rate_row(m.title(), c, "frames/s", Some(size)));

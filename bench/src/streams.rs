@@ -6,9 +6,13 @@
 //!   (which waits for room in the stream's queue). A round sends for its length, then waits
 //!   until the receiver has every byte: the rate is payload bytes over that whole time.
 //! - Datagrams: raw quinn sends, for each frame, the datagrams EchoStream would send for it
-//!   (header and fragments, cut once by `datagram::fragment` before measuring) with
-//!   `send_datagram_wait`; EchoStream sends each frame with `StreamSender::send_wait`, which
-//!   also waits while quinn's datagram buffer is full. A round sends for its length, waits
+//!   (header and fragments, as `datagram::fragment_in` cuts them) with `send_datagram_wait`;
+//!   EchoStream sends each frame with `StreamSender::send_wait`, which also waits while quinn's
+//!   datagram buffer is full. Raw quinn gives each frame its own seq and timestamp and cuts it
+//!   anew in a reused 64 KiB arena, the job of a hand-rolled sender of frames
+//!   ([`RawFrames::CutAnew`]); one measurement instead resends one frame's datagrams, cut once
+//!   ([`RawFrames::Resent`]): quinn alone, with no header to write and the same bytes hot in the
+//!   cache, the upper bound of the framework's overhead. A round sends for its length, waits
 //!   30 ms for the last datagrams, and counts the frames that arrived whole (raw: datagrams
 //!   received ÷ datagrams per frame); unreliable delivery may lose some on the way, and a lost
 //!   frame does not count.
@@ -16,8 +20,8 @@
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use echostream_runtime::datagram::{FrameId, fragment};
+use bytes::{Bytes, BytesMut};
+use echostream_runtime::datagram::{FrameId, fragment_in};
 use echostream_runtime::{Delivery, StreamOptions, StreamSender};
 
 use crate::compare::{Round, Side, Work};
@@ -27,6 +31,10 @@ use crate::peers::{BULK, MEDIA, Peers, RAW_BULK, wait_for};
 pub const BULK_FRAME: usize = 64 * 1024;
 /// How long a datagram round waits after sending for the last datagrams to arrive.
 const SETTLE: Duration = Duration::from_millis(30);
+/// The size of the blocks raw quinn's frames are cut in (as EchoStream's).
+const ARENA: usize = 64 * 1024;
+/// How many times raw quinn cuts a frame again for a shrinking path MTU before giving up.
+const MAX_RECUTS: usize = 3;
 
 /// One reliable stream on each side; units are payload bytes.
 pub struct Reliable<'a> {
@@ -112,19 +120,35 @@ impl Work for Reliable<'_> {
     }
 }
 
+/// How raw quinn gets the datagrams of each frame.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RawFrames {
+    /// Each frame with its own seq and timestamp, cut anew: a hand-rolled sender's job.
+    CutAnew,
+    /// One frame's datagrams, cut once, sent again and again: quinn alone.
+    Resent,
+}
+
 /// One datagram stream on each side, with frames of one size; units are frames.
 pub struct Datagrams<'a> {
     peers: &'a Peers,
     stream: StreamSender,
     frame: Bytes,
-    /// The datagrams of one frame, as EchoStream would send them.
+    raw_frames: RawFrames,
+    /// The id of raw quinn's current frame.
+    id: FrameId,
+    /// The largest datagram, as of the last cut.
+    max: usize,
+    /// The datagrams of raw quinn's current frame, as EchoStream would send them.
     datagrams: Vec<Bytes>,
+    /// Where raw quinn's frames are cut, 64 KiB at a time.
+    arena: BytesMut,
 }
 
 impl<'a> Datagrams<'a> {
     /// Opens EchoStream's datagram stream and cuts one frame of `size` into datagrams for raw
     /// quinn.
-    pub async fn new(peers: &'a Peers, size: usize) -> Datagrams<'a> {
+    pub async fn new(peers: &'a Peers, size: usize, raw_frames: RawFrames) -> Datagrams<'a> {
         let stream = peers
             .session
             .open_stream(
@@ -142,15 +166,58 @@ impl<'a> Datagrams<'a> {
             seq: 1_000_000,
             timestamp: 1_735_689_600_000_000,
         };
-        let datagrams = fragment(id, &frame, max, usize::MAX)
-            .expect("the frame fits")
-            .collect();
-        Datagrams {
+        let mut datagrams = Datagrams {
             peers,
             stream,
             frame,
-            datagrams,
+            raw_frames,
+            id,
+            max,
+            datagrams: Vec::new(),
+            arena: BytesMut::new(),
+        };
+        datagrams.cut();
+        datagrams
+    }
+
+    /// Cuts raw quinn's frame into datagrams of at most `max` bytes in the arena.
+    fn cut(&mut self) {
+        let arena = std::mem::take(&mut self.arena);
+        let mut fragments = fragment_in(self.id, &self.frame, self.max, usize::MAX, arena, ARENA)
+            .expect("the frame fits");
+        self.datagrams.clear();
+        self.datagrams.extend(&mut fragments);
+        self.arena = fragments.into_arena();
+    }
+
+    /// Sends raw quinn's next frame, waiting for room; should the path MTU shrink under it,
+    /// cuts the frame again to the new size (as EchoStream's `send_wait` does).
+    async fn send_raw(&mut self) {
+        if self.raw_frames == RawFrames::CutAnew {
+            self.id.seq += 1;
+            self.id.timestamp = unix_micros();
+            self.cut();
         }
+        let conn = &self.peers.raw;
+        for _ in 0..MAX_RECUTS {
+            let mut refused = false;
+            for d in &self.datagrams {
+                match conn.send_datagram_wait(d.clone()).await {
+                    Ok(()) => {}
+                    Err(quinn::SendDatagramError::TooLarge) => {
+                        refused = true;
+                        break;
+                    }
+                    Err(e) => panic!("raw datagram refused: {e}"),
+                }
+            }
+            if !refused {
+                return;
+            }
+            self.max = conn.max_datagram_size().expect("datagrams enabled");
+            self.cut();
+        }
+        panic!("the path MTU kept shrinking");
     }
 
     /// How many datagrams each frame takes.
@@ -175,15 +242,7 @@ impl Work for Datagrams<'_> {
         let start = Instant::now();
         while start.elapsed() < length {
             match side {
-                Side::Raw => {
-                    for d in &self.datagrams {
-                        self.peers
-                            .raw
-                            .send_datagram_wait(d.clone())
-                            .await
-                            .expect("raw datagram");
-                    }
-                }
+                Side::Raw => self.send_raw().await,
                 Side::EchoStream => self
                     .stream
                     .send_wait(self.frame.clone())
@@ -199,4 +258,11 @@ impl Work for Datagrams<'_> {
             elapsed,
         }
     }
+}
+
+/// Microseconds since the Unix epoch, a frame's timestamp.
+fn unix_micros() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as u64)
 }

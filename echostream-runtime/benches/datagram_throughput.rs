@@ -9,21 +9,29 @@
 //! default.
 //!
 //! - *Raw quinn* sends, for each frame, the datagrams EchoStream would send for it (header and
-//!   fragments, cut by `datagram::fragment` once, before the measurement), each with
-//!   `send_datagram_wait`, which waits while quinn's send buffer is full. Its frames per second
-//!   are the datagrams received per second divided by the datagrams per frame.
+//!   fragments, as `datagram::fragment_in` cuts them), each with `send_datagram_wait`, which
+//!   waits while quinn's send buffer is full. Its frames per second are the datagrams received
+//!   per second divided by the datagrams per frame. It runs two ways:
+//!   - *cut anew*: each frame gets its own seq and timestamp and is cut into datagrams in a
+//!     reused 64 KiB arena before it is sent: the job a hand-rolled sender of frames does (a
+//!     receiver tells frames apart by their seq), and the baseline of the ratio;
+//!   - *resent*: one frame's datagrams, cut once before the measurement, are sent again and
+//!     again. No real sender can do this (every frame would carry the same seq), but it is
+//!     quinn alone: no header to write, no copy, the same 1,000 bytes hot in the cache for
+//!     every datagram. Its ratio is the upper bound of the framework's overhead.
 //! - *EchoStream* calls `StreamSender::send` for each frame; a frame the path cannot take is
 //!   dropped (counted) rather than waited for, and the sender then yields. Its frames per second
 //!   are the complete frames its handler received per second.
 //!
-//! Raw and EchoStream alternate in rounds of 200 ms (`ECHO_BENCH_SECS` of each in total, default
-//! 3); the ratio is the median of the per-round ratios, robust to load from other processes.
+//! Raw quinn (both ways) and EchoStream take turns in rounds of 200 ms (`ECHO_BENCH_SECS` of each
+//! in total, default 3); a ratio is the median of the per-round ratios, robust to load from
+//! other processes.
 //!
 //! Both sides keep their default congestion controller (quinn's Cubic for raw quinn, BBR for
 //! EchoStream) unless `ECHO_BENCH_CONGESTION` (`bbr` or `cubic`) sets the same one on both,
 //! which tells the framework's cost from the controller's.
 //!
-//! `ECHO_BENCH_PROFILE` (`raw`, `echostream`, `echostream-send`) runs one side alone for a
+//! `ECHO_BENCH_PROFILE` (`raw`, `raw-resent`, `echostream`, `echostream-send`) runs one side alone for a
 //! profiler; with `ECHO_BENCH_FRAMES` it sends exactly that many frames, for instruction counts
 //! (`valgrind --tool=callgrind --separate-threads=yes`), and prints QUIC's own counts (datagrams
 //! sent and received, packets lost).
@@ -35,8 +43,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use echostream_runtime::datagram::{FrameId, fragment};
+use bytes::{Bytes, BytesMut};
+use echostream_runtime::datagram::{FrameId, fragment, fragment_in};
 use echostream_runtime::tls::{ClientTls, Fingerprint, ServerTls};
 use echostream_runtime::{
     Client, Config, Congestion, Delivery, Played, Server, Session, StreamHandler, StreamInfo,
@@ -186,28 +194,61 @@ async fn raw_round(
     (got as f64 / datagrams.len() as f64, elapsed)
 }
 
-/// A frame cut into datagrams as EchoStream cuts it, once, for raw quinn to send.
+/// How raw quinn gets the datagrams of each frame.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Raw {
+    /// Each frame with its own seq and timestamp, cut anew: a hand-rolled sender's job.
+    CutAnew,
+    /// One frame's datagrams, cut once, sent again and again: quinn alone.
+    Resent,
+}
+
+/// Frames cut into datagrams as EchoStream cuts them, for raw quinn to send.
 struct RawFrame {
     id: FrameId,
     frame: Bytes,
+    how: Raw,
+    /// The largest datagram, as of the last cut.
+    max: usize,
+    /// The datagrams of the frame to send.
     datagrams: Vec<Bytes>,
+    /// Where frames cut anew are written, 64 KiB at a time.
+    arena: BytesMut,
 }
 
 impl RawFrame {
-    fn new(conn: &quinn::Connection, id: FrameId, frame: &Bytes) -> RawFrame {
+    fn new(conn: &quinn::Connection, id: FrameId, frame: &Bytes, how: Raw) -> RawFrame {
         let max = conn.max_datagram_size().unwrap();
         let datagrams = fragment(id, frame, max, usize::MAX).unwrap().collect();
         RawFrame {
             id,
             frame: frame.clone(),
+            how,
+            max,
             datagrams,
+            arena: BytesMut::new(),
         }
     }
 
-    /// Sends the frame's datagrams, waiting for room. Should the path MTU shrink under it
+    /// Cuts the frame into datagrams of at most `max` bytes in the arena, with the current id.
+    fn cut(&mut self) {
+        let arena = std::mem::take(&mut self.arena);
+        let mut fragments =
+            fragment_in(self.id, &self.frame, self.max, usize::MAX, arena, 64 * 1024).unwrap();
+        self.datagrams.clear();
+        self.datagrams.extend(&mut fragments);
+        self.arena = fragments.into_arena();
+    }
+
+    /// Sends the next frame's datagrams, waiting for room. Should the path MTU shrink under it
     /// (quinn takes heavy loss for a black hole), the frame is cut again to the new size and
     /// sent again, as EchoStream's `send_wait` does.
     async fn send(&mut self, conn: &quinn::Connection) {
+        if self.how == Raw::CutAnew {
+            self.id.seq += 1;
+            self.id.timestamp = unix_micros();
+            self.cut();
+        }
         for _ in 0..3 {
             let mut refused = false;
             for d in &self.datagrams {
@@ -223,7 +264,8 @@ impl RawFrame {
             if !refused {
                 return;
             }
-            *self = RawFrame::new(conn, self.id, &self.frame);
+            self.max = conn.max_datagram_size().unwrap();
+            self.cut();
         }
         panic!("the path MTU kept shrinking");
     }
@@ -264,7 +306,22 @@ async fn echostream_round(
     (got as f64, elapsed, refused)
 }
 
-/// Frames per second of both, and the median of per-round ratios.
+/// The frames per second of each over all its rounds, and the medians of the per-round ratios.
+struct Comparison {
+    cut_anew: f64,
+    resent: f64,
+    echostream: f64,
+    /// EchoStream over raw quinn cutting each frame anew.
+    ratio: f64,
+    /// EchoStream over raw quinn resending one frame's datagrams.
+    ratio_resent: f64,
+    /// Frames EchoStream's `send` dropped for congestion.
+    refused: u64,
+    /// Datagrams per frame.
+    per_frame: usize,
+}
+
+/// Runs raw quinn both ways and EchoStream in turns, for `secs` of rounds each.
 async fn compare(
     conn: &quinn::Connection,
     stream: &StreamSender,
@@ -272,43 +329,62 @@ async fn compare(
     secs: f64,
     received: &Received,
     mode: Mode,
-) -> (f64, f64, f64, u64, usize) {
+) -> Comparison {
     let frame = Bytes::from(vec![0x5a; size]);
     let id = FrameId {
         stream_id: stream.id(),
         seq: 1_000_000,
         timestamp: 1_735_689_600_000_000,
     };
-    let mut raw = RawFrame::new(conn, id, &frame);
-    let per_frame = raw.datagrams.len();
+    let mut cut_anew = RawFrame::new(conn, id, &frame, Raw::CutAnew);
+    let mut resent = RawFrame::new(conn, id, &frame, Raw::Resent);
+    let per_frame = resent.datagrams.len();
     // Warm-up: path MTU discovery, congestion window.
-    raw_round(conn, &mut raw, received).await;
+    raw_round(conn, &mut cut_anew, received).await;
+    raw_round(conn, &mut resent, received).await;
     echostream_round(stream, &frame, received, mode).await;
-    let (mut raw_total, mut es_total) = ((0.0, Duration::ZERO), (0.0, Duration::ZERO));
-    let mut ratios = Vec::new();
+    // (frames, seconds) of each.
+    let (mut totals, mut ratios, mut ratios_resent) = ([(0.0, 0.0); 3], Vec::new(), Vec::new());
     let mut refused = 0;
     for _ in 0..((secs / ROUND.as_secs_f64()).ceil() as usize).max(1) {
-        let (raw_frames, raw_time) = raw_round(conn, &mut raw, received).await;
-        let (es_frames, es_time, es_refused) =
-            echostream_round(stream, &frame, received, mode).await;
-        refused += es_refused;
-        raw_total = (raw_total.0 + raw_frames, raw_total.1 + raw_time);
-        es_total = (es_total.0 + es_frames, es_total.1 + es_time);
-        ratios.push((es_frames / es_time.as_secs_f64()) / (raw_frames / raw_time.as_secs_f64()));
+        let (a, a_time) = raw_round(conn, &mut cut_anew, received).await;
+        let (r, r_time) = raw_round(conn, &mut resent, received).await;
+        let (e, e_time, e_refused) = echostream_round(stream, &frame, received, mode).await;
+        refused += e_refused;
+        let rounds = [(a, a_time), (r, r_time), (e, e_time)];
+        for (total, (frames, time)) in totals.iter_mut().zip(rounds) {
+            *total = (total.0 + frames, total.1 + time.as_secs_f64());
+        }
+        let rate = |(frames, time): (f64, Duration)| frames / time.as_secs_f64();
+        ratios.push(rate(rounds[2]) / rate(rounds[0]));
+        ratios_resent.push(rate(rounds[2]) / rate(rounds[1]));
     }
-    ratios.sort_by(f64::total_cmp);
-    let raw_rate = raw_total.0 / raw_total.1.as_secs_f64();
-    let es_rate = es_total.0 / es_total.1.as_secs_f64();
-    (
-        raw_rate,
-        es_rate,
-        ratios[ratios.len() / 2],
+    let [cut_anew, resent, echostream] = totals.map(|(frames, secs)| frames / secs);
+    Comparison {
+        cut_anew,
+        resent,
+        echostream,
+        ratio: median(ratios),
+        ratio_resent: median(ratios_resent),
         refused,
         per_frame,
-    )
+    }
 }
 
-/// One side alone, for a profiler: `raw`, `echostream` (`send_wait`) or `echostream-send`, with
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
+/// Microseconds since the Unix epoch, a frame's timestamp.
+fn unix_micros() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as u64)
+}
+
+/// One side alone, for a profiler: `raw` (cut anew), `raw-resent`, `echostream` (`send_wait`)
+/// or `echostream-send`, with
 /// frames of `ECHO_BENCH_SIZE` bytes (default 1,000). With `ECHO_BENCH_FRAMES`, exactly that
 /// many frames are sent and waited for (for instruction counts, e.g. under callgrind, where
 /// time means little); else rounds run for `secs`.
@@ -329,7 +405,11 @@ async fn profile(
         seq: 0,
         timestamp: 1,
     };
-    let mut raw = RawFrame::new(conn, id, &frame);
+    let how = match which {
+        "raw-resent" => Raw::Resent,
+        _ => Raw::CutAnew,
+    };
+    let mut raw = RawFrame::new(conn, id, &frame, how);
     let start = Instant::now();
     let total = match std::env::var("ECHO_BENCH_FRAMES")
         .ok()
@@ -340,7 +420,7 @@ async fn profile(
             let mut total = 0.0;
             while start.elapsed().as_secs_f64() < secs {
                 total += match which {
-                    "raw" => raw_round(conn, &mut raw, received).await.0,
+                    "raw" | "raw-resent" => raw_round(conn, &mut raw, received).await.0,
                     "echostream-send" => {
                         echostream_round(stream, &frame, received, Mode::Drop)
                             .await
@@ -377,13 +457,13 @@ async fn fixed_count(
 ) -> f64 {
     let per_frame = raw.datagrams.len() as f64;
     let count = |received: &Received| match which {
-        "raw" => received.raw_datagrams.load(Ordering::Relaxed) as f64 / per_frame,
+        "raw" | "raw-resent" => received.raw_datagrams.load(Ordering::Relaxed) as f64 / per_frame,
         _ => received.frames.load(Ordering::Relaxed) as f64,
     };
     let base = count(received);
     for _ in 0..frames {
         match which {
-            "raw" => raw.send(conn).await,
+            "raw" | "raw-resent" => raw.send(conn).await,
             _ => stream.send_wait(frame.clone()).await.unwrap(),
         }
     }
@@ -445,7 +525,7 @@ fn main() {
         if let Ok(which) = std::env::var("ECHO_BENCH_PROFILE") {
             profile(&which, &conn, &stream, &received, secs).await;
             let quic = match which.as_str() {
-                "raw" => conn.stats(),
+                "raw" | "raw-resent" => conn.stats(),
                 _ => session.transport_stats(),
             };
             println!(
@@ -454,21 +534,29 @@ fn main() {
             );
             return;
         }
-        println!("| frames | EchoStream sends with | raw quinn | EchoStream | ratio |");
-        println!("| --- | --- | --- | --- | --- |");
+        println!(
+            "| frames | EchoStream sends with | raw quinn, cut anew | raw quinn, resent | EchoStream | ratio | ratio to resent |"
+        );
+        println!("| --- | --- | --- | --- | --- | --- | --- |");
         let mut notes = Vec::new();
         for (size, label) in [(1_000, "1,000 B"), (100_000, "100 KB")] {
             for (mode, how) in [(Mode::Wait, "send_wait"), (Mode::Drop, "send (drops)")] {
-                let (raw, es, ratio, refused, per_frame) =
-                    compare(&conn, &stream, size, secs, &received, mode).await;
+                let c = compare(&conn, &stream, size, secs, &received, mode).await;
+                let rate = |frames: f64| {
+                    format!("{frames:.0} frames/s ({:.1} MB/s)", frames * size as f64 / 1e6)
+                };
                 println!(
-                    "| {label} | {how} | {raw:.0} frames/s ({:.1} MB/s) | {es:.0} frames/s ({:.1} MB/s) | {ratio:.2}x |",
-                    raw * size as f64 / 1e6,
-                    es * size as f64 / 1e6,
+                    "| {label} | {how} | {} | {} | {} | {:.2}x | {:.2}x |",
+                    rate(c.cut_anew),
+                    rate(c.resent),
+                    rate(c.echostream),
+                    c.ratio,
+                    c.ratio_resent,
                 );
                 if mode == Mode::Drop {
                     notes.push(format!(
-                        "{label}: {per_frame} datagram(s) per frame; with send, {refused} frames were dropped for congestion"
+                        "{label}: {} datagram(s) per frame; with send, {} frames were dropped for congestion",
+                        c.per_frame, c.refused
                     ));
                 }
             }
