@@ -210,20 +210,28 @@ fn write_varint(out: &mut [u8], v: u64) -> usize {
     len
 }
 
-/// Reads a QUIC varint from the front of `buf`, advancing it.
+/// Reads a QUIC varint from the front of `buf`, advancing it. With 8 bytes or more left (every
+/// header field but the last of a bare header), one big-endian load and a shift read it, with
+/// no branch on its length.
+#[inline]
 fn get_varint(buf: &mut &[u8]) -> Result<u64, DecodeError> {
+    if let Some((word, _)) = buf.split_first_chunk::<8>() {
+        let raw = u64::from_be_bytes(*word);
+        let len = 1usize << (raw >> 62);
+        *buf = &buf[len..];
+        return Ok((raw & MAX_VARINT) >> (64 - 8 * len));
+    }
+    get_varint_short(buf)
+}
+
+/// [`get_varint`] near the end of `buf`, a byte at a time.
+fn get_varint_short(buf: &mut &[u8]) -> Result<u64, DecodeError> {
     let first = *buf.first().ok_or(DecodeError::Truncated)?;
     let len = 1usize << (first >> 6);
     let bytes = buf.get(..len).ok_or(DecodeError::Truncated)?;
-    let value = match *bytes {
-        [b0] => u64::from(b0),
-        [b0, b1] => u64::from(u16::from_be_bytes([b0 & 0x3f, b1])),
-        [b0, b1, b2, b3] => u64::from(u32::from_be_bytes([b0 & 0x3f, b1, b2, b3])),
-        [b0, b1, b2, b3, b4, b5, b6, b7] => {
-            u64::from_be_bytes([b0 & 0x3f, b1, b2, b3, b4, b5, b6, b7])
-        }
-        _ => return Err(DecodeError::Truncated),
-    };
+    let value = bytes[1..]
+        .iter()
+        .fold(u64::from(first & 0x3f), |v, b| (v << 8) | u64::from(*b));
     *buf = &buf[len..];
     Ok(value)
 }
@@ -978,6 +986,35 @@ mod tests {
             let mut short = &buf[..buf.len() - 1];
             if !short.is_empty() {
                 assert_eq!(get_varint(&mut short), Err(DecodeError::Truncated));
+            }
+        }
+    }
+
+    #[test]
+    fn varints_read_the_same_with_and_without_bytes_after_them() {
+        // With 8 bytes or more left the one-load path reads; near the end, the byte-wise one.
+        for v in [
+            0,
+            1,
+            63,
+            64,
+            300,
+            16_383,
+            16_384,
+            1_000_000,
+            (1 << 30) - 1,
+            1 << 30,
+            1_763_000_000_000_000,
+            MAX_VARINT,
+        ] {
+            let mut bytes = [0u8; 8];
+            let len = write_varint(&mut bytes, v);
+            for trailing in 0..=9 {
+                let mut buf = bytes[..len].to_vec();
+                buf.extend((0..trailing).map(|i| 0xa5 ^ i as u8));
+                let mut slice = &buf[..];
+                assert_eq!(get_varint(&mut slice), Ok(v), "{v} with {trailing} after");
+                assert_eq!(slice, &buf[len..], "{v} with {trailing} after");
             }
         }
     }
