@@ -770,7 +770,8 @@ enum Source {
         announcement: Option<FrameReader>,
         queue: Arc<OutQueue<Arrival>>,
         counters: Arc<RouteCounters>,
-        batch: std::collections::VecDeque<Arrival>,
+        /// Frames taken from the queue (with their sizes), not handed over yet.
+        batch: std::collections::VecDeque<(Arrival, usize)>,
         /// After the announcement finished: frames still in flight are taken until the first
         /// instant, longer while some are partly reassembled, but not past the second.
         linger: Option<(tokio::time::Instant, tokio::time::Instant)>,
@@ -836,14 +837,14 @@ impl Source {
                 linger,
                 ..
             } => loop {
-                if let Some(frame) = batch.pop_front() {
+                if let Some((frame, _)) = batch.pop_front() {
                     return Next::Frame(frame);
                 }
                 match (announcement.as_mut(), *linger) {
                     (Some(reader), _) => {
                         tokio::select! {
                             biased;
-                            more = queue.pop_batch(batch, RECEIVE_BATCH) => {
+                            more = queue.pop_run(batch, RECEIVE_BATCH) => {
                                 if !more {
                                     return Next::End(StreamEnd::ConnectionLost);
                                 }
@@ -883,7 +884,7 @@ impl Source {
                     (None, Some((until, give_up))) => {
                         tokio::select! {
                             biased;
-                            more = queue.pop_batch(batch, RECEIVE_BATCH) => {
+                            more = queue.pop_run(batch, RECEIVE_BATCH) => {
                                 if !more {
                                     return Next::End(StreamEnd::Finished);
                                 }
@@ -908,7 +909,7 @@ impl Source {
     /// A frame taken from the queue and not handed over yet, if any.
     fn buffered(&mut self) -> Option<Arrival> {
         match self {
-            Source::Datagram { batch, .. } => batch.pop_front(),
+            Source::Datagram { batch, .. } => batch.pop_front().map(|(frame, _)| frame),
             Source::Reliable(_) => None,
         }
     }
