@@ -767,7 +767,9 @@ impl Reassembler {
         now: Instant,
         mut dropped: impl FnMut(FrameKey),
     ) -> Result<Option<DatagramFrame>, ReassemblyError> {
-        self.expire_with(now, &mut dropped);
+        if !self.deadlines.is_empty() {
+            self.expire_with(now, &mut dropped);
+        }
         let (header, offset) = DatagramHeader::decode(&datagram).inspect_err(|_| {
             self.stats.malformed += 1;
         })?;
@@ -777,22 +779,52 @@ impl Reassembler {
             .get(&id.stream_id)
             .copied()
             .unwrap_or(self.config.max_frame_bytes);
-        let Some(info) = header.fragment else {
-            let len = datagram.len() - offset;
-            if len > limit {
-                self.stats.oversized += 1;
-                return Err(ReassemblyError::FrameTooLarge {
-                    stream_id: id.stream_id,
-                    len,
-                    max: limit,
-                });
-            }
-            self.stats.datagrams += 1;
-            self.stats.frames += 1;
-            let mut payload = datagram;
-            payload.advance(offset);
-            return Ok(Some(DatagramFrame { id, payload }));
-        };
+        // A frame in one datagram (the usual case) is a slice of it; the path of fragments,
+        // out of line, keeps this one short.
+        match header.fragment {
+            None => self.push_whole(id, datagram, offset, limit),
+            Some(info) => self.push_fragment(id, info, &datagram[offset..], limit, now, dropped),
+        }
+    }
+
+    /// [`Reassembler::push_with`] for a datagram carrying a whole frame, its payload from
+    /// `offset`.
+    fn push_whole(
+        &mut self,
+        id: FrameId,
+        mut datagram: Bytes,
+        offset: usize,
+        limit: usize,
+    ) -> Result<Option<DatagramFrame>, ReassemblyError> {
+        let len = datagram.len() - offset;
+        if len > limit {
+            self.stats.oversized += 1;
+            return Err(ReassemblyError::FrameTooLarge {
+                stream_id: id.stream_id,
+                len,
+                max: limit,
+            });
+        }
+        self.stats.datagrams += 1;
+        self.stats.frames += 1;
+        datagram.advance(offset);
+        Ok(Some(DatagramFrame {
+            id,
+            payload: datagram,
+        }))
+    }
+
+    /// [`Reassembler::push_with`] for a datagram carrying `fragment` of a frame.
+    #[inline(never)]
+    fn push_fragment(
+        &mut self,
+        id: FrameId,
+        info: FragmentInfo,
+        fragment: &[u8],
+        limit: usize,
+        now: Instant,
+        mut dropped: impl FnMut(FrameKey),
+    ) -> Result<Option<DatagramFrame>, ReassemblyError> {
         let limit = limit.min(self.config.max_buffered_bytes);
         if info.frame_len > limit {
             self.stats.oversized += 1;
@@ -804,7 +836,6 @@ impl Reassembler {
         }
         self.stats.datagrams += 1;
         let key = (id.stream_id, id.seq);
-        let fragment = &datagram[offset..];
 
         if let Some(p) = self.partial.get(&key)
             && (p.timestamp != id.timestamp
@@ -1224,6 +1255,69 @@ mod tests {
             r.push(Bytes::from_static(&[0x20]), Instant::now()),
             Err(ReassemblyError::Decode(DecodeError::UnsupportedVersion(2)))
         ));
+        assert_eq!(r.stats().malformed, 1);
+    }
+
+    #[test]
+    fn whole_frames_pass_beside_partial_ones_and_still_expire_them() {
+        let mut r = Reassembler::new(ReassemblerConfig {
+            timeout: Duration::from_millis(100),
+            ..Default::default()
+        });
+        let t0 = Instant::now();
+        let big = frags(ID, &payload(5_000), 1200);
+        assert_eq!(r.push(big[0].clone(), t0).unwrap(), None);
+        // A whole frame of another stream while the fragmented one is partial: delivered at
+        // once, a slice of its datagram (no copy), the partial frame untouched.
+        let small_id = FrameId {
+            stream_id: 4,
+            seq: 1 << 40,
+            timestamp: 1_763_000_000_000_000,
+        };
+        let small = frags(small_id, &payload(900), 1200);
+        let mut dropped = Vec::new();
+        let frame = r
+            .push_with(small[0].clone(), t0, |key| dropped.push(key))
+            .unwrap()
+            .unwrap();
+        assert_eq!(frame.id, small_id);
+        assert_eq!(&frame.payload[..], &payload(900)[..]);
+        assert_eq!(
+            frame.payload.as_ptr(),
+            small[0][small[0].len() - 900..].as_ptr()
+        );
+        assert_eq!((r.partial_frames(), dropped.len()), (1, 0));
+        // One past the partial frame's deadline: it is dropped, told and counted, and the
+        // whole frame still comes through.
+        let later = t0 + Duration::from_millis(100);
+        let frame = r
+            .push_with(small[0].clone(), later, |key| dropped.push(key))
+            .unwrap()
+            .unwrap();
+        assert_eq!(frame.id, small_id);
+        assert_eq!(
+            dropped,
+            [FrameKey {
+                stream_id: ID.stream_id,
+                seq: ID.seq
+            }]
+        );
+        let stats = r.stats();
+        assert_eq!(
+            (
+                stats.timed_out,
+                stats.frames,
+                stats.reassembled,
+                stats.datagrams
+            ),
+            (1, 2, 0, 3)
+        );
+        assert_eq!((r.partial_frames(), r.buffered_bytes()), (0, 0));
+        // A whole frame cut short inside its header is malformed and counted.
+        assert_eq!(
+            r.push(small[0].slice(..3), later),
+            Err(ReassemblyError::Decode(DecodeError::Truncated))
+        );
         assert_eq!(r.stats().malformed, 1);
     }
 
