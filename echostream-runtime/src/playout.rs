@@ -222,7 +222,9 @@ impl Playback {
 
     /// Takes a frame in. An on-arrival playout returns it at once when it is to be played; a
     /// buffered one holds it (see [`Playback::poll_ready`]). The session's clock sync is
-    /// consulted for the mapping of sender timestamps.
+    /// consulted for the mapping of sender timestamps. (Inlined into the stream's task, which
+    /// calls it for every frame.)
+    #[inline]
     pub(crate) fn push(&mut self, session: &Session, frame: Arrival) -> Option<Played<Bytes>> {
         match &mut self.kind {
             Kind::Buffered {
@@ -333,6 +335,7 @@ impl ArrivalOrder {
         ((slot / 64) as usize, 1 << (slot % 64))
     }
 
+    #[inline]
     fn push(&mut self, frame: Arrival) -> Option<Played<Bytes>> {
         if self.seen.is_empty() {
             self.seen = vec![0; (ARRIVAL_WINDOW / 64) as usize].into_boxed_slice();
