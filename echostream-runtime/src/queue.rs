@@ -151,9 +151,9 @@ impl<T> OutQueue<T> {
         (full, 0)
     }
 
-    /// [`OutQueue::pop_batch`] into a queue of items with their sizes: when `out` is empty and
-    /// all the waiting items are taken (the usual case), they are moved whole, by a swap of
-    /// buffers, instead of an item at a time.
+    /// [`OutQueue::pop_batch`] into a queue of items with their sizes: when `out` is empty (the
+    /// usual case), the waiting items are moved whole, by a swap of buffers, instead of an item
+    /// at a time (and those beyond `max_items` moved back, when they are the fewer).
     pub(crate) async fn pop_run(&self, out: &mut VecDeque<(T, usize)>, max_items: usize) -> bool {
         loop {
             {
@@ -161,9 +161,16 @@ impl<T> OutQueue<T> {
                 let state = &mut *guard;
                 if !state.items.is_empty() {
                     let max = max_items.max(1);
-                    if out.is_empty() && state.items.len() <= max {
+                    if out.is_empty() && state.items.len() <= 2 * max {
+                        // All of them, and those beyond `max` (fewer) moved back.
                         std::mem::swap(&mut state.items, out);
-                        state.bytes = 0;
+                        let mut rest = 0;
+                        if out.len() > max {
+                            state
+                                .items
+                                .extend(out.drain(max..).inspect(|(_, size)| rest += size));
+                        }
+                        state.bytes = rest;
                     } else {
                         let n = state.items.len().min(max);
                         let bytes = &mut state.bytes;
