@@ -210,20 +210,28 @@ fn write_varint(out: &mut [u8], v: u64) -> usize {
     len
 }
 
-/// Reads a QUIC varint from the front of `buf`, advancing it.
+/// Reads a QUIC varint from the front of `buf`, advancing it. With 8 bytes or more left (every
+/// header field but the last of a bare header), one big-endian load and a shift read it, with
+/// no branch on its length.
+#[inline]
 fn get_varint(buf: &mut &[u8]) -> Result<u64, DecodeError> {
+    if let Some((word, _)) = buf.split_first_chunk::<8>() {
+        let raw = u64::from_be_bytes(*word);
+        let len = 1usize << (raw >> 62);
+        *buf = &buf[len..];
+        return Ok((raw & MAX_VARINT) >> (64 - 8 * len));
+    }
+    get_varint_short(buf)
+}
+
+/// [`get_varint`] near the end of `buf`, a byte at a time.
+fn get_varint_short(buf: &mut &[u8]) -> Result<u64, DecodeError> {
     let first = *buf.first().ok_or(DecodeError::Truncated)?;
     let len = 1usize << (first >> 6);
     let bytes = buf.get(..len).ok_or(DecodeError::Truncated)?;
-    let value = match *bytes {
-        [b0] => u64::from(b0),
-        [b0, b1] => u64::from(u16::from_be_bytes([b0 & 0x3f, b1])),
-        [b0, b1, b2, b3] => u64::from(u32::from_be_bytes([b0 & 0x3f, b1, b2, b3])),
-        [b0, b1, b2, b3, b4, b5, b6, b7] => {
-            u64::from_be_bytes([b0 & 0x3f, b1, b2, b3, b4, b5, b6, b7])
-        }
-        _ => return Err(DecodeError::Truncated),
-    };
+    let value = bytes[1..]
+        .iter()
+        .fold(u64::from(first & 0x3f), |v, b| (v << 8) | u64::from(*b));
     *buf = &buf[len..];
     Ok(value)
 }
@@ -759,7 +767,9 @@ impl Reassembler {
         now: Instant,
         mut dropped: impl FnMut(FrameKey),
     ) -> Result<Option<DatagramFrame>, ReassemblyError> {
-        self.expire_with(now, &mut dropped);
+        if !self.deadlines.is_empty() {
+            self.expire_with(now, &mut dropped);
+        }
         let (header, offset) = DatagramHeader::decode(&datagram).inspect_err(|_| {
             self.stats.malformed += 1;
         })?;
@@ -769,22 +779,52 @@ impl Reassembler {
             .get(&id.stream_id)
             .copied()
             .unwrap_or(self.config.max_frame_bytes);
-        let Some(info) = header.fragment else {
-            let len = datagram.len() - offset;
-            if len > limit {
-                self.stats.oversized += 1;
-                return Err(ReassemblyError::FrameTooLarge {
-                    stream_id: id.stream_id,
-                    len,
-                    max: limit,
-                });
-            }
-            self.stats.datagrams += 1;
-            self.stats.frames += 1;
-            let mut payload = datagram;
-            payload.advance(offset);
-            return Ok(Some(DatagramFrame { id, payload }));
-        };
+        // A frame in one datagram (the usual case) is a slice of it; the path of fragments,
+        // out of line, keeps this one short.
+        match header.fragment {
+            None => self.push_whole(id, datagram, offset, limit),
+            Some(info) => self.push_fragment(id, info, &datagram[offset..], limit, now, dropped),
+        }
+    }
+
+    /// [`Reassembler::push_with`] for a datagram carrying a whole frame, its payload from
+    /// `offset`.
+    fn push_whole(
+        &mut self,
+        id: FrameId,
+        mut datagram: Bytes,
+        offset: usize,
+        limit: usize,
+    ) -> Result<Option<DatagramFrame>, ReassemblyError> {
+        let len = datagram.len() - offset;
+        if len > limit {
+            self.stats.oversized += 1;
+            return Err(ReassemblyError::FrameTooLarge {
+                stream_id: id.stream_id,
+                len,
+                max: limit,
+            });
+        }
+        self.stats.datagrams += 1;
+        self.stats.frames += 1;
+        datagram.advance(offset);
+        Ok(Some(DatagramFrame {
+            id,
+            payload: datagram,
+        }))
+    }
+
+    /// [`Reassembler::push_with`] for a datagram carrying `fragment` of a frame.
+    #[inline(never)]
+    fn push_fragment(
+        &mut self,
+        id: FrameId,
+        info: FragmentInfo,
+        fragment: &[u8],
+        limit: usize,
+        now: Instant,
+        mut dropped: impl FnMut(FrameKey),
+    ) -> Result<Option<DatagramFrame>, ReassemblyError> {
         let limit = limit.min(self.config.max_buffered_bytes);
         if info.frame_len > limit {
             self.stats.oversized += 1;
@@ -796,7 +836,6 @@ impl Reassembler {
         }
         self.stats.datagrams += 1;
         let key = (id.stream_id, id.seq);
-        let fragment = &datagram[offset..];
 
         if let Some(p) = self.partial.get(&key)
             && (p.timestamp != id.timestamp
@@ -978,6 +1017,35 @@ mod tests {
             let mut short = &buf[..buf.len() - 1];
             if !short.is_empty() {
                 assert_eq!(get_varint(&mut short), Err(DecodeError::Truncated));
+            }
+        }
+    }
+
+    #[test]
+    fn varints_read_the_same_with_and_without_bytes_after_them() {
+        // With 8 bytes or more left the one-load path reads; near the end, the byte-wise one.
+        for v in [
+            0,
+            1,
+            63,
+            64,
+            300,
+            16_383,
+            16_384,
+            1_000_000,
+            (1 << 30) - 1,
+            1 << 30,
+            1_763_000_000_000_000,
+            MAX_VARINT,
+        ] {
+            let mut bytes = [0u8; 8];
+            let len = write_varint(&mut bytes, v);
+            for trailing in 0..=9 {
+                let mut buf = bytes[..len].to_vec();
+                buf.extend((0..trailing).map(|i| 0xa5 ^ i as u8));
+                let mut slice = &buf[..];
+                assert_eq!(get_varint(&mut slice), Ok(v), "{v} with {trailing} after");
+                assert_eq!(slice, &buf[len..], "{v} with {trailing} after");
             }
         }
     }
@@ -1187,6 +1255,69 @@ mod tests {
             r.push(Bytes::from_static(&[0x20]), Instant::now()),
             Err(ReassemblyError::Decode(DecodeError::UnsupportedVersion(2)))
         ));
+        assert_eq!(r.stats().malformed, 1);
+    }
+
+    #[test]
+    fn whole_frames_pass_beside_partial_ones_and_still_expire_them() {
+        let mut r = Reassembler::new(ReassemblerConfig {
+            timeout: Duration::from_millis(100),
+            ..Default::default()
+        });
+        let t0 = Instant::now();
+        let big = frags(ID, &payload(5_000), 1200);
+        assert_eq!(r.push(big[0].clone(), t0).unwrap(), None);
+        // A whole frame of another stream while the fragmented one is partial: delivered at
+        // once, a slice of its datagram (no copy), the partial frame untouched.
+        let small_id = FrameId {
+            stream_id: 4,
+            seq: 1 << 40,
+            timestamp: 1_763_000_000_000_000,
+        };
+        let small = frags(small_id, &payload(900), 1200);
+        let mut dropped = Vec::new();
+        let frame = r
+            .push_with(small[0].clone(), t0, |key| dropped.push(key))
+            .unwrap()
+            .unwrap();
+        assert_eq!(frame.id, small_id);
+        assert_eq!(&frame.payload[..], &payload(900)[..]);
+        assert_eq!(
+            frame.payload.as_ptr(),
+            small[0][small[0].len() - 900..].as_ptr()
+        );
+        assert_eq!((r.partial_frames(), dropped.len()), (1, 0));
+        // One past the partial frame's deadline: it is dropped, told and counted, and the
+        // whole frame still comes through.
+        let later = t0 + Duration::from_millis(100);
+        let frame = r
+            .push_with(small[0].clone(), later, |key| dropped.push(key))
+            .unwrap()
+            .unwrap();
+        assert_eq!(frame.id, small_id);
+        assert_eq!(
+            dropped,
+            [FrameKey {
+                stream_id: ID.stream_id,
+                seq: ID.seq
+            }]
+        );
+        let stats = r.stats();
+        assert_eq!(
+            (
+                stats.timed_out,
+                stats.frames,
+                stats.reassembled,
+                stats.datagrams
+            ),
+            (1, 2, 0, 3)
+        );
+        assert_eq!((r.partial_frames(), r.buffered_bytes()), (0, 0));
+        // A whole frame cut short inside its header is malformed and counted.
+        assert_eq!(
+            r.push(small[0].slice(..3), later),
+            Err(ReassemblyError::Decode(DecodeError::Truncated))
+        );
         assert_eq!(r.stats().malformed, 1);
     }
 

@@ -101,30 +101,91 @@ impl<T> OutQueue<T> {
         Ok(())
     }
 
-    /// Queues `items` (with their sizes) in order under one lock and one wake-up of the consumer,
-    /// each accepted or refused as [`OutQueue::push`] would. Returns how many were refused
-    /// because the queue was full, and how many because it was closed.
-    pub(crate) fn push_all(&self, items: impl IntoIterator<Item = (T, usize)>) -> (u64, u64) {
-        let (mut full, mut closed, mut pushed) = (0, 0, false);
+    /// Moves the items of `run` (with their sizes, `run_bytes` in all) into the queue in order,
+    /// under one lock and one wake-up of the consumer, each accepted or refused as
+    /// [`OutQueue::push`] would; `run` is left empty. When all fit (the usual case) the run is
+    /// moved whole (into an empty queue, by a swap of buffers) instead of an item at a time.
+    /// Returns how many were refused because the queue was full, and how many because it was
+    /// closed.
+    pub(crate) fn push_run(&self, run: &mut VecDeque<(T, usize)>, run_bytes: usize) -> (u64, u64) {
+        if run.is_empty() {
+            return (0, 0);
+        }
         let mut state = self.lock();
-        for (item, size) in items {
-            if state.closed {
-                closed += 1;
-            } else if state.items.len() >= self.limits.frames
-                || (!state.items.is_empty() && state.bytes + size > self.limits.bytes)
-            {
-                full += 1;
+        if state.closed {
+            let closed = run.len() as u64;
+            run.clear();
+            return (0, closed);
+        }
+        // Every item fits: under the frame limit, and under the byte limit (or alone in an
+        // empty queue, which takes one item of any size).
+        let fits = state.items.len() + run.len() <= self.limits.frames
+            && (state.bytes + run_bytes <= self.limits.bytes
+                || (state.items.is_empty() && run.len() == 1));
+        let mut full = 0;
+        if fits {
+            state.bytes += run_bytes;
+            if state.items.is_empty() {
+                std::mem::swap(&mut state.items, run);
             } else {
-                state.items.push_back((item, size));
-                state.bytes += size;
-                pushed = true;
+                state.items.append(run);
+            }
+        } else {
+            let before = state.items.len();
+            for (item, size) in run.drain(..) {
+                if state.items.len() >= self.limits.frames
+                    || (!state.items.is_empty() && state.bytes + size > self.limits.bytes)
+                {
+                    full += 1;
+                } else {
+                    state.items.push_back((item, size));
+                    state.bytes += size;
+                }
+            }
+            if state.items.len() == before {
+                return (full, 0);
             }
         }
         drop(state);
-        if pushed {
-            self.notify.notify_one();
+        self.notify.notify_one();
+        (full, 0)
+    }
+
+    /// [`OutQueue::pop_batch`] into a queue of items with their sizes: when `out` is empty (the
+    /// usual case), the waiting items are moved whole, by a swap of buffers, instead of an item
+    /// at a time (and those beyond `max_items` moved back, when they are the fewer).
+    pub(crate) async fn pop_run(&self, out: &mut VecDeque<(T, usize)>, max_items: usize) -> bool {
+        loop {
+            {
+                let mut guard = self.lock();
+                let state = &mut *guard;
+                if !state.items.is_empty() {
+                    let max = max_items.max(1);
+                    if out.is_empty() && state.items.len() <= 2 * max {
+                        // All of them, and those beyond `max` (fewer) moved back.
+                        std::mem::swap(&mut state.items, out);
+                        let mut rest = 0;
+                        if out.len() > max {
+                            state
+                                .items
+                                .extend(out.drain(max..).inspect(|(_, size)| rest += size));
+                        }
+                        state.bytes = rest;
+                    } else {
+                        let n = state.items.len().min(max);
+                        let bytes = &mut state.bytes;
+                        out.extend(state.items.drain(..n).inspect(|(_, size)| *bytes -= size));
+                    }
+                    drop(guard);
+                    self.room.notify_waiters();
+                    return true;
+                }
+                if state.closed {
+                    return false;
+                }
+            }
+            self.notify.notified().await;
         }
-        (full, closed)
     }
 
     /// Waits for items and moves up to `max_items` of them (but at least one) into `out`.
@@ -216,12 +277,11 @@ mod tests {
     }
 
     #[test]
-    fn pushes_all_in_order_and_counts_what_is_refused() {
+    fn pushes_a_run_in_order_and_counts_what_is_refused() {
         let q = queue(3, 100);
-        assert_eq!(
-            q.push_all([(1, 10), (2, 10), (3, 95), (4, 10), (5, 10)]),
-            (2, 0)
-        );
+        let mut run = VecDeque::from([(1, 10), (2, 10), (3, 95), (4, 10), (5, 10)]);
+        assert_eq!(q.push_run(&mut run, 135), (2, 0));
+        assert!(run.is_empty());
         let mut out = Vec::new();
         assert!(futures_ready(q.pop_batch(&mut out, 10)));
         assert_eq!(
@@ -230,7 +290,67 @@ mod tests {
             "what did not fit was refused, the rest kept its order"
         );
         q.close();
-        assert_eq!(q.push_all([(6, 1), (7, 1)]), (0, 2));
+        let mut run = VecDeque::from([(6, 1), (7, 1)]);
+        assert_eq!(q.push_run(&mut run, 2), (0, 2));
+        assert!(run.is_empty());
+    }
+
+    proptest::proptest! {
+        /// A run pushed whole, or popped whole, leaves the queue, the counts and the items taken
+        /// exactly as pushing and popping them one at a time would.
+        #[test]
+        fn runs_push_and_pop_as_single_items_do(
+            frames in 0usize..6,
+            bytes in 0usize..60,
+            before in proptest::collection::vec(0usize..30, 0..5),
+            run in proptest::collection::vec(0usize..30, 0..8),
+            max_items in 0usize..8,
+            taken_before in 0usize..3,
+        ) {
+            let (whole, single) = (queue(frames, bytes), queue(frames, bytes));
+            for (i, size) in before.iter().enumerate() {
+                let i = i as u32;
+                proptest::prop_assert_eq!(whole.push(i, *size), single.push(i, *size));
+            }
+            let mut items: VecDeque<(u32, usize)> =
+                run.iter().enumerate().map(|(i, s)| (100 + i as u32, *s)).collect();
+            let total = run.iter().sum();
+            let (mut full, mut closed) = (0, 0);
+            for &(item, size) in &items {
+                match single.push(item, size) {
+                    Ok(()) => {}
+                    Err(PushError::Full) => full += 1,
+                    Err(PushError::Closed) => closed += 1,
+                }
+            }
+            proptest::prop_assert_eq!(whole.push_run(&mut items, total), (full, closed));
+            proptest::prop_assert!(items.is_empty());
+            let (mut a, mut b) = (VecDeque::new(), Vec::new());
+            // Some items may be in hand already (not moved whole then).
+            a.extend((0..taken_before as u32).map(|i| (1000 + i, 0)));
+            loop {
+                let more_a = futures_ready_or_none(whole.pop_run(&mut a, max_items));
+                let more_b = futures_ready_or_none(single.pop_batch(&mut b, max_items));
+                proptest::prop_assert_eq!(more_a, more_b);
+                let popped: Vec<u32> =
+                    a.drain(..).map(|(i, _)| i).filter(|i| *i < 1000).collect();
+                proptest::prop_assert_eq!(&popped, &b);
+                b.clear();
+                proptest::prop_assert_eq!(whole.lock().bytes, single.lock().bytes);
+                if more_a.is_none() {
+                    break;
+                }
+            }
+        }
+    }
+
+    /// The output of a future if it is ready at once.
+    fn futures_ready_or_none<F: std::future::Future>(future: F) -> Option<F::Output> {
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        match std::pin::pin!(future).poll(&mut cx) {
+            std::task::Poll::Ready(output) => Some(output),
+            std::task::Poll::Pending => None,
+        }
     }
 
     /// The output of a future that is ready at once.

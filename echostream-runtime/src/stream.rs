@@ -10,9 +10,11 @@
 //! the stream. Either way the handler's [`Playout`] decides how frames reach it: on arrival or
 //! through a jitter buffer, with [`ReceiveStats`] on [`StreamInfo::stats`].
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, OnceLock};
-use std::task::Poll;
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -23,7 +25,7 @@ use crate::call::{CallContext, CallKind, Metadata};
 use crate::codec::Encoder;
 use crate::io::{FrameReader, ReadFrameError, status_from_stream_code};
 use crate::jitter::Played;
-use crate::panic::catch_unwind_future;
+use crate::panic::{CatchUnwind, catch_unwind_future};
 use crate::playout::{Arrival, Playback, Playout, ReceiveStats, StatsCell};
 use crate::proto::v1::{self, ErrorCode, Frame, StreamFrame, StreamOpen, frame::Payload};
 use crate::protocol::STREAM_STREAM;
@@ -770,7 +772,8 @@ enum Source {
         announcement: Option<FrameReader>,
         queue: Arc<OutQueue<Arrival>>,
         counters: Arc<RouteCounters>,
-        batch: std::collections::VecDeque<Arrival>,
+        /// Frames taken from the queue (with their sizes), not handed over yet.
+        batch: std::collections::VecDeque<(Arrival, usize)>,
         /// After the announcement finished: frames still in flight are taken until the first
         /// instant, longer while some are partly reassembled, but not past the second.
         linger: Option<(tokio::time::Instant, tokio::time::Instant)>,
@@ -836,14 +839,14 @@ impl Source {
                 linger,
                 ..
             } => loop {
-                if let Some(frame) = batch.pop_front() {
+                if let Some((frame, _)) = batch.pop_front() {
                     return Next::Frame(frame);
                 }
                 match (announcement.as_mut(), *linger) {
                     (Some(reader), _) => {
                         tokio::select! {
                             biased;
-                            more = queue.pop_batch(batch, RECEIVE_BATCH) => {
+                            more = queue.pop_run(batch, RECEIVE_BATCH) => {
                                 if !more {
                                     return Next::End(StreamEnd::ConnectionLost);
                                 }
@@ -883,7 +886,7 @@ impl Source {
                     (None, Some((until, give_up))) => {
                         tokio::select! {
                             biased;
-                            more = queue.pop_batch(batch, RECEIVE_BATCH) => {
+                            more = queue.pop_run(batch, RECEIVE_BATCH) => {
                                 if !more {
                                     return Next::End(StreamEnd::Finished);
                                 }
@@ -908,7 +911,7 @@ impl Source {
     /// A frame taken from the queue and not handed over yet, if any.
     fn buffered(&mut self) -> Option<Arrival> {
         match self {
-            Source::Datagram { batch, .. } => batch.pop_front(),
+            Source::Datagram { batch, .. } => batch.pop_front().map(|(frame, _)| frame),
             Source::Reliable(_) => None,
         }
     }
@@ -1084,19 +1087,34 @@ impl Receiver<'_> {
         let mut drops_seen = (0, 0);
         let mut unpublished = 0u32;
         let end = loop {
-            while let Some(frame) = playback.poll_due() {
-                self.play(frame).await;
-            }
-            // The statistics are published before waiting, and every so many frames of a burst.
-            unpublished += 1;
-            if !source.has_buffered() || unpublished >= PUBLISH_EVERY {
-                unpublished = 0;
-                source.count_drops(&mut playback, &mut drops_seen);
-                self.info.stats.set(playback.stats());
-            }
-            let next = match source.buffered() {
-                Some(frame) => Next::Frame(frame),
-                None => {
+            // What is due and the frames taken already play at once, in one go for as long as
+            // their handlers finish at their first poll (the usual case): no suspension point
+            // per frame.
+            let ready = std::future::poll_fn(|cx| {
+                Poll::Ready(self.play_ready(
+                    cx,
+                    &mut source,
+                    &mut playback,
+                    &mut unpublished,
+                    &mut drops_seen,
+                ))
+            })
+            .await;
+            let next = match ready {
+                Ready::Handling(handling) => {
+                    self.finish_handling(handling).await;
+                    continue;
+                }
+                Ready::Inbound(frame) => {
+                    let Some(frame) = self.inbound(frame).await else {
+                        continue;
+                    };
+                    if let Some(frame) = playback.push(session, frame) {
+                        self.play(frame).await;
+                    }
+                    continue;
+                }
+                Ready::Drained => {
                     let deadline = playback.next_deadline();
                     tokio::select! {
                         biased;
@@ -1152,6 +1170,74 @@ impl Receiver<'_> {
                 self.ctx.cancel();
                 tracing::debug!(session = session.id(), stream = %self.info.name, "on_end cancelled: the connection is closed");
             }
+        }
+    }
+
+    /// One turn of the serving loop as far as it goes without waiting: plays the frames the
+    /// jitter buffer has due, publishes the statistics (before waiting, and every so many
+    /// frames of a burst), then takes in the frames already taken from the source and plays
+    /// them, each turn after the frame starting with what is due again. Stops at a handler that
+    /// did not finish at its first poll, at a frame for the inbound middleware, or once no
+    /// frame is left in hand (what is due played, the statistics published).
+    fn play_ready(
+        &self,
+        cx: &mut Context<'_>,
+        source: &mut Source,
+        playback: &mut Playback,
+        unpublished: &mut u32,
+        drops_seen: &mut (u64, u64),
+    ) -> Ready<'_> {
+        let session = self.session;
+        loop {
+            while let Some(frame) = playback.poll_due() {
+                if let Some(handling) = self.play_now(cx, frame) {
+                    return Ready::Handling(handling);
+                }
+            }
+            *unpublished += 1;
+            if !source.has_buffered() || *unpublished >= PUBLISH_EVERY {
+                *unpublished = 0;
+                source.count_drops(playback, drops_seen);
+                self.info.stats.set(playback.stats());
+            }
+            let Some(frame) = source.buffered() else {
+                return Ready::Drained;
+            };
+            session
+                .inner
+                .counters
+                .stream_frames_received
+                .fetch_add(1, Relaxed);
+            if !session.inner.shared.middleware.is_empty() {
+                return Ready::Inbound(frame);
+            }
+            if let Some(frame) = playback.push(session, frame)
+                && let Some(handling) = self.play_now(cx, frame)
+            {
+                return Ready::Handling(handling);
+            }
+        }
+    }
+
+    /// Hands one frame to the handler and polls its future once, in the task's context: `None`
+    /// if it finished (a panic counted and logged), else the future, to be waited for.
+    fn play_now(&self, cx: &mut Context<'_>, frame: Played<Bytes>) -> Option<Handling<'_>> {
+        let mut handling = catch_unwind_future(self.handler.handle(self.session, self.info, frame));
+        match Pin::new(&mut handling).poll(cx) {
+            Poll::Ready(Ok(())) => None,
+            Poll::Ready(Err(panic)) => {
+                self.handle_panicked(panic);
+                None
+            }
+            Poll::Pending => Some(handling),
+        }
+    }
+
+    /// Waits for a handler's future that did not finish at its first poll (see
+    /// [`Receiver::until_closed`]).
+    async fn finish_handling(&self, handling: Handling<'_>) {
+        if let Some(Err(panic)) = self.until_closed(handling).await {
+            self.handle_panicked(panic);
         }
     }
 
@@ -1215,14 +1301,31 @@ impl Receiver<'_> {
     async fn play(&self, frame: Played<Bytes>) {
         let handled = catch_unwind_future(self.handler.handle(self.session, self.info, frame));
         if let Some(Err(panic)) = self.until_closed(handled).await {
-            self.session
-                .inner
-                .counters
-                .handler_panics
-                .fetch_add(1, Relaxed);
-            tracing::error!(session = self.session.id(), stream = %self.info.name, panic, "stream handler panicked in handle");
+            self.handle_panicked(panic);
         }
     }
+
+    fn handle_panicked(&self, panic: String) {
+        self.session
+            .inner
+            .counters
+            .handler_panics
+            .fetch_add(1, Relaxed);
+        tracing::error!(session = self.session.id(), stream = %self.info.name, panic, "stream handler panicked in handle");
+    }
+}
+
+/// A handler's future for one frame, panics caught.
+type Handling<'a> = CatchUnwind<Pin<Box<dyn Future<Output = ()> + Send + 'a>>>;
+
+/// Where [`Receiver::play_ready`] stopped.
+enum Ready<'a> {
+    /// A handler did not finish at its first poll: its future, to be waited for.
+    Handling(Handling<'a>),
+    /// A frame taken in (and counted) for the inbound middleware, which may wait.
+    Inbound(Arrival),
+    /// No frame is left in hand: the source is waited for.
+    Drained,
 }
 
 /// Sleeps until `at`, or forever without one.

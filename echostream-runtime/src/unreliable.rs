@@ -300,15 +300,20 @@ struct Receiving {
     early_max_bytes: usize,
     ended: VecDeque<u64>,
     unrouted: u64,
-    /// Frames of the datagrams taken so far in a batch, for their streams' queues: pushed by
-    /// `flush`, a run of one stream's frames under one lock and one wake-up.
-    staged: Vec<(u64, Arrival, usize)>,
+    /// The streams with frames staged in their routes by the datagrams taken so far in a batch,
+    /// in the order of their first: `flush` hands each stream's run to its queue.
+    staged: Vec<u64>,
 }
 
 /// Where the frames of one open datagram stream go.
 struct Route {
     queue: Arc<OutQueue<Arrival>>,
     counters: Arc<RouteCounters>,
+    /// The stream's frames of the batch being taken, with their sizes (`staged_bytes` in all):
+    /// pushed to the queue by `flush`, under one lock and one wake-up (moved whole when they
+    /// fit).
+    staged: VecDeque<(Arrival, usize)>,
+    staged_bytes: usize,
 }
 
 /// What happened to a received datagram stream's frames before its playout.
@@ -458,6 +463,8 @@ impl Datagrams {
             Route {
                 queue: queue.clone(),
                 counters: counters.clone(),
+                staged: VecDeque::new(),
+                staged_bytes: 0,
             },
         );
         Ok((queue, counters))
@@ -938,9 +945,13 @@ impl Receiving {
 
     fn route(&mut self, frame: DatagramFrame, now: Instant) {
         let stream = frame.id.stream_id;
-        if self.routes.contains_key(&stream) {
+        if let Some(route) = self.routes.get_mut(&stream) {
+            if route.staged.is_empty() {
+                self.staged.push(stream);
+            }
             let (arrival, size) = arrival(frame, now);
-            self.staged.push((stream, arrival, size));
+            route.staged_bytes += size;
+            route.staged.push_back((arrival, size));
         } else if self.ended.contains(&stream) {
             self.unrouted += 1;
         } else {
@@ -953,29 +964,21 @@ impl Receiving {
         }
     }
 
-    /// Hands the staged frames to their streams' queues, in order, a run of one stream's frames
-    /// at a time. (Routes change only under the same lock: every staged frame has one.)
+    /// Hands the staged frames to their streams' queues, each stream's in order, a run under one
+    /// lock and one wake-up. (Routes change only under the same lock: every staged stream has
+    /// one.)
     fn flush(&mut self) {
-        let mut staged = std::mem::take(&mut self.staged);
-        let mut frames = staged.drain(..).peekable();
-        while let Some((stream, arrival, size)) = frames.next() {
-            let more = std::iter::from_fn(|| {
-                frames
-                    .next_if(|(s, ..)| *s == stream)
-                    .map(|(_, arrival, size)| (arrival, size))
-            });
-            let run = std::iter::once((arrival, size)).chain(more);
-            match self.routes.get(&stream) {
-                Some(route) => {
-                    let (full, closed) = route.queue.push_all(run);
-                    route.counters.overflow.fetch_add(full, Relaxed);
-                    self.unrouted += closed;
-                }
-                None => self.unrouted += run.count() as u64,
+        for stream in self.staged.drain(..) {
+            let Some(route) = self.routes.get_mut(&stream) else {
+                continue;
+            };
+            let (full, closed) = route.queue.push_run(&mut route.staged, route.staged_bytes);
+            route.staged_bytes = 0;
+            if full > 0 {
+                route.counters.overflow.fetch_add(full, Relaxed);
             }
+            self.unrouted += closed;
         }
-        drop(frames);
-        self.staged = staged;
     }
 
     fn drop_early(&mut self) {

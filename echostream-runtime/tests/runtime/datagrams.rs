@@ -757,3 +757,98 @@ async fn send_wait_waits_for_room_instead_of_dropping() {
     let err = within(file.send_wait(Bytes::new())).await.unwrap_err();
     assert_eq!(err.code(), Code::Cancelled);
 }
+
+/// Holds its first frame until released, so that the frames behind it pile up in the stream's
+/// queue and are then played in bursts; some frames make it wait (a handler that does not
+/// finish at its first poll), some make it panic.
+struct Burst {
+    release: Arc<tokio::sync::Notify>,
+    seqs: Arc<Mutex<Vec<u64>>>,
+    ends: Arc<Mutex<Vec<StreamEnd>>>,
+}
+
+/// The frames [`Burst`] panics on.
+fn bursts_panic_on(seq: u64) -> bool {
+    seq % 7 == 3
+}
+
+#[async_trait]
+impl StreamHandler for Burst {
+    fn name(&self) -> &str {
+        "burst"
+    }
+
+    async fn handle(&self, _: &Session, _: &StreamInfo, frame: Played<Bytes>) {
+        let seq = frame.seq;
+        if seq == 0 {
+            self.release.notified().await;
+        } else if seq % 5 == 1 {
+            tokio::task::yield_now().await;
+        }
+        assert!(!bursts_panic_on(seq), "frame {seq} is cursed");
+        self.seqs.lock().unwrap().push(seq);
+    }
+
+    async fn on_end(&self, _: &Session, _: &StreamInfo, end: StreamEnd) {
+        self.ends.lock().unwrap().push(end);
+    }
+}
+
+#[tokio::test]
+async fn frames_held_in_a_burst_play_in_order_past_waiting_and_panicking_handlers() {
+    const FRAMES: u64 = 200;
+    // Without and with inbound middleware (which takes every frame on the path that may wait).
+    for with_middleware in [false, true] {
+        let release = Arc::new(tokio::sync::Notify::new());
+        let seqs = Arc::new(Mutex::new(Vec::new()));
+        let ends = Arc::new(Mutex::new(Vec::new()));
+        let arrivals = Arrivals::default();
+        let mut server = Server::builder();
+        if with_middleware {
+            server = server.middleware(arrivals.clone());
+        }
+        let handler = Burst {
+            release: release.clone(),
+            seqs: seqs.clone(),
+            ends: ends.clone(),
+        };
+        let p = pair(
+            server.routes(|r| {
+                r.add_stream(handler);
+            }),
+            Client::builder(),
+        )
+        .await;
+        let stream = within(p.to_server.open_stream("burst", datagram_stream()))
+            .await
+            .unwrap();
+        // The first frame once the stream is open on the receiver (frames that overtake the
+        // announcement wait for it, but only so many), then the rest at once, which pile up
+        // while the handler holds the first.
+        within(stream.send_wait(pattern(0, 100))).await.unwrap();
+        eventually("the first frame reaches the handler", || {
+            p.to_client.stats().stream_frames_received == 1
+        })
+        .await;
+        for seq in 1..FRAMES {
+            within(stream.send_wait(pattern(seq, 100))).await.unwrap();
+        }
+        eventually("the frames reach the receiver", || {
+            p.to_client.stats().datagrams_received == FRAMES
+        })
+        .await;
+        release.notify_one();
+        stream.finish();
+        eventually("the stream ends", || !ends.lock().unwrap().is_empty()).await;
+        assert_eq!(ends.lock().unwrap()[..], [StreamEnd::Finished]);
+        let played = seqs.lock().unwrap().clone();
+        let expected: Vec<u64> = (0..FRAMES).filter(|s| !bursts_panic_on(*s)).collect();
+        assert_eq!(played, expected, "middleware: {with_middleware}");
+        let stats = p.to_client.stats();
+        assert_eq!(stats.stream_frames_received, FRAMES);
+        assert_eq!(stats.handler_panics, FRAMES - expected.len() as u64);
+        if with_middleware {
+            assert_eq!(arrivals.0.lock().unwrap().len() as u64, FRAMES);
+        }
+    }
+}
