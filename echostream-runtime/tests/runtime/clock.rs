@@ -4,9 +4,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use echostream_runtime::clock::{OffsetClock, SystemClock};
+use echostream_runtime::clock::{ClockSyncConfig, OffsetClock, SystemClock};
 use echostream_runtime::netsim::{LinkConfig, NetSimConfig};
-use echostream_runtime::{Client, Server, Session};
+use echostream_runtime::{Client, Config, Server, Session};
 
 use crate::common::{eventually, pair, within};
 
@@ -22,9 +22,19 @@ fn error_us(session: &Session, truth: i64) -> Option<u64> {
 
 #[tokio::test]
 async fn on_loopback_both_sides_agree_within_200_microseconds() {
+    // Pings every 10 ms into a window of 64: on a loaded machine (the other tests run beside
+    // this one) a sample that crossed loopback with little scheduling delay either way comes
+    // sooner than with the default pace of 50 ms.
+    let config = Config::default().clock_sync(ClockSyncConfig {
+        window: 64,
+        fast_interval: Duration::from_millis(10),
+        ..ClockSyncConfig::default()
+    });
     let p = pair(
-        Server::builder().clock(Arc::new(OffsetClock::new(SystemClock, SKEW_US))),
-        Client::builder(),
+        Server::builder()
+            .config(config.clone())
+            .clock(Arc::new(OffsetClock::new(SystemClock, SKEW_US))),
+        Client::builder().config(config),
     )
     .await;
     // The server's clock reads 250 ms ahead of the client's: each side sees the other's offset.
