@@ -1038,7 +1038,8 @@ pub(crate) async fn receive(session: Session) {
     let mut deadline: Option<Instant> = None;
     let timer = tokio::time::sleep_until(tokio::time::Instant::now());
     tokio::pin!(timer);
-    let mut batch: Vec<Bytes> = Vec::with_capacity(RECEIVE_BATCH);
+    // Grown on first use: a session without datagram traffic keeps no batch (2 KiB each).
+    let mut batch: Vec<Bytes> = Vec::new();
     loop {
         let read = tokio::select! {
             biased;
