@@ -155,54 +155,51 @@ impl<T> OutQueue<T> {
     /// usual case), the waiting items are moved whole, by a swap of buffers, instead of an item
     /// at a time (and those beyond `max_items` moved back, when they are the fewer).
     pub(crate) async fn pop_run(&self, out: &mut VecDeque<(T, usize)>, max_items: usize) -> bool {
-        loop {
-            {
-                let mut guard = self.lock();
-                let state = &mut *guard;
-                if !state.items.is_empty() {
-                    let max = max_items.max(1);
-                    if out.is_empty() && state.items.len() <= 2 * max {
-                        // All of them, and those beyond `max` (fewer) moved back.
-                        std::mem::swap(&mut state.items, out);
-                        let mut rest = 0;
-                        if out.len() > max {
-                            state
-                                .items
-                                .extend(out.drain(max..).inspect(|(_, size)| rest += size));
-                        }
-                        state.bytes = rest;
-                    } else {
-                        let n = state.items.len().min(max);
-                        let bytes = &mut state.bytes;
-                        out.extend(state.items.drain(..n).inspect(|(_, size)| *bytes -= size));
-                    }
-                    drop(guard);
-                    self.room.notify_waiters();
-                    return true;
+        let max = max_items.max(1);
+        self.pop_with(|state| {
+            if out.is_empty() && state.items.len() <= 2 * max {
+                // All of them, and those beyond `max` (fewer) moved back.
+                std::mem::swap(&mut state.items, out);
+                let mut rest = 0;
+                if out.len() > max {
+                    state
+                        .items
+                        .extend(out.drain(max..).inspect(|(_, size)| rest += size));
                 }
-                if state.closed {
-                    return false;
-                }
+                state.bytes = rest;
+            } else {
+                let n = state.items.len().min(max);
+                let bytes = &mut state.bytes;
+                out.extend(state.items.drain(..n).inspect(|(_, size)| *bytes -= size));
             }
-            self.notify.notified().await;
-        }
+        })
+        .await
     }
 
     /// Waits for items and moves up to `max_items` of them (but at least one) into `out`.
     /// Returns `false` once the queue is closed and drained.
     pub(crate) async fn pop_batch(&self, out: &mut impl Extend<T>, max_items: usize) -> bool {
+        self.pop_with(|state| {
+            let n = state.items.len().min(max_items.max(1));
+            let bytes = &mut state.bytes;
+            out.extend(state.items.drain(..n).map(|(item, size)| {
+                *bytes -= size;
+                item
+            }));
+        })
+        .await
+    }
+
+    /// Waits for items, lets `take` move some out of the state (never empty when it runs) and
+    /// wakes the producers waiting for room. Returns `false` once the queue is closed and
+    /// drained.
+    async fn pop_with(&self, mut take: impl FnMut(&mut State<T>)) -> bool {
         loop {
             {
-                let mut guard = self.lock();
-                let state = &mut *guard;
+                let mut state = self.lock();
                 if !state.items.is_empty() {
-                    let n = state.items.len().min(max_items.max(1));
-                    let bytes = &mut state.bytes;
-                    out.extend(state.items.drain(..n).map(|(item, size)| {
-                        *bytes -= size;
-                        item
-                    }));
-                    drop(guard);
+                    take(&mut state);
+                    drop(state);
                     self.room.notify_waiters();
                     return true;
                 }
