@@ -115,8 +115,9 @@ impl Config {
 
     /// Most RPCs served at once per session (default 128, at least 1); calls beyond it are
     /// answered `RESOURCE_EXHAUSTED` at once. Each allowed call costs memory even when idle:
-    /// quinn keeps state for every stream the peer may open (about 50 bytes each at both ends:
-    /// 25 KiB per session at the defaults), so raise it only as far as a session needs.
+    /// quinn keeps a table slot for every stream the peer may open, in tables that double in
+    /// size (about 21 KiB per session, both ends, at the defaults), so raise it only as far as
+    /// a session needs.
     pub fn max_concurrent_calls(mut self, calls: u32) -> Config {
         self.max_concurrent_calls = calls.max(1);
         self
@@ -254,11 +255,14 @@ impl Config {
     /// The QUIC transport parameters these settings call for.
     pub(crate) fn transport(&self) -> Arc<TransportConfig> {
         let mut transport = TransportConfig::default();
-        // A quarter more bi-streams than calls served, so calls past the limit reach this side
-        // and are answered RESOURCE_EXHAUSTED instead of waiting silently for stream credit.
+        // An eighth more bi-streams than calls served (and 8), so calls past the limit reach
+        // this side and are answered RESOURCE_EXHAUSTED instead of waiting silently for stream
+        // credit; no more, because quinn keeps a table slot per allowed stream from the start:
+        // at the defaults, 152 bi + 66 uni fit a table of 256 that 176 + 66 overflowed into
+        // one of 512 (about 13 KiB more per session, both ends).
         let bidi = self
             .max_concurrent_calls
-            .saturating_add(self.max_concurrent_calls / 4 + 16);
+            .saturating_add(self.max_concurrent_calls / 8 + 8);
         transport
             .max_concurrent_bidi_streams(VarInt::from_u32(bidi))
             // The peer's control and events streams come on top of its named streams.
