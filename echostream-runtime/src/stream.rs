@@ -1106,12 +1106,7 @@ impl Receiver<'_> {
                     continue;
                 }
                 Ready::Inbound(frame) => {
-                    let Some(frame) = self.inbound(frame).await else {
-                        continue;
-                    };
-                    if let Some(frame) = playback.push(session, frame) {
-                        self.play(frame).await;
-                    }
+                    self.take_in(&mut playback, frame).await;
                     continue;
                 }
                 Ready::Drained => {
@@ -1131,12 +1126,7 @@ impl Receiver<'_> {
                         .counters
                         .stream_frames_received
                         .fetch_add(1, Relaxed);
-                    let Some(frame) = self.inbound(frame).await else {
-                        continue;
-                    };
-                    if let Some(frame) = playback.push(session, frame) {
-                        self.play(frame).await;
-                    }
+                    self.take_in(&mut playback, frame).await;
                 }
             }
         };
@@ -1266,6 +1256,16 @@ impl Receiver<'_> {
         let session = self.session;
         session.inner.counters.handler_panics.fetch_add(1, Relaxed);
         tracing::error!(session = session.id(), stream = %self.info.name, panic, "stream handler panicked in {what}");
+    }
+
+    /// Takes a received frame in, through the inbound middleware, and plays it if the playout
+    /// says so.
+    async fn take_in(&self, playback: &mut Playback, frame: Arrival) {
+        if let Some(frame) = self.inbound(frame).await
+            && let Some(frame) = playback.push(self.session, frame)
+        {
+            self.play(frame).await;
+        }
     }
 
     /// Runs a received frame through the inbound middleware.
