@@ -403,15 +403,24 @@ impl<'a> Parser<'a> {
         closed
     }
 
-    /// `message_decl` after `kw_message`.
-    fn message_rest(&mut self, start: usize, doc: Option<Doc>) -> Option<Message> {
+    /// A declaration's name and its braced block of items, each read by `item`.
+    fn named_block<T>(
+        &mut self,
+        mut item: impl FnMut(&mut Self) -> Option<T>,
+    ) -> Option<(Ident, Vec<T>)> {
         self.blanks();
         let name = self.name()?;
         let mut items = Vec::new();
         self.block(|p| {
-            items.push(p.message_item()?);
+            items.push(item(p)?);
             Some(())
         })?;
+        Some((name, items))
+    }
+
+    /// `message_decl` after `kw_message`.
+    fn message_rest(&mut self, start: usize, doc: Option<Doc>) -> Option<Message> {
+        let (name, items) = self.named_block(Self::message_item)?;
         Some(Message {
             doc,
             name,
@@ -580,14 +589,10 @@ impl<'a> Parser<'a> {
 
     /// `oneof_decl` after `kw_oneof`.
     fn oneof_rest(&mut self, start: usize, doc: Option<Doc>) -> Option<Oneof> {
-        self.blanks();
-        let name = self.name()?;
-        let mut fields = Vec::new();
-        self.block(|p| {
+        let (name, fields) = self.named_block(|p| {
             let start = p.pos;
             let mut doc = p.leading_doc();
-            fields.push(p.field_rest(start, &mut doc)?);
-            Some(())
+            p.field_rest(start, &mut doc)
         })?;
         Some(Oneof {
             doc,
@@ -697,13 +702,7 @@ impl<'a> Parser<'a> {
 
     /// `service_decl` after `kw_service`.
     fn service_rest(&mut self, start: usize, doc: Option<Doc>) -> Option<Service> {
-        self.blanks();
-        let name = self.name()?;
-        let mut methods = Vec::new();
-        self.block(|p| {
-            methods.push(p.method()?);
-            Some(())
-        })?;
+        let (name, methods) = self.named_block(Self::method)?;
         Some(Service {
             doc,
             name,
