@@ -281,8 +281,9 @@ impl telemetry::Collector for Collector {
     }
 }
 
-/// Checks a sampling rate asked for on the command line.
-pub fn check_rate(hz: u32) -> Result<u32, String> {
+/// Reads a sampling rate asked for on the command line (a clap value parser).
+pub fn parse_rate(s: &str) -> Result<u32, String> {
+    let hz = s.parse().map_err(|e| format!("not a number: {e}"))?;
     if SAMPLE_RATES.contains(&hz) {
         Ok(hz)
     } else {

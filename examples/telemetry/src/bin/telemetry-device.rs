@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Parser;
-use echostream_example_telemetry::collector::check_rate;
+use echostream_example_telemetry::collector::parse_rate;
 use echostream_example_telemetry::device::{self, DeviceControl};
 use echostream_runtime::tls::Fingerprint;
 
@@ -27,16 +27,11 @@ struct Args {
     #[arg(long, default_value = "dev-1")]
     id: String,
     /// The sampling rate at start, in readings per second (1 to 200).
-    #[arg(long, default_value_t = 10, value_parser = rate)]
+    #[arg(long, default_value_t = 10, value_parser = parse_rate)]
     rate: u32,
     /// How long to run, in seconds.
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=86_400))]
     seconds: u64,
-}
-
-fn rate(s: &str) -> Result<u32, String> {
-    let hz = s.parse().map_err(|e| format!("not a number: {e}"))?;
-    check_rate(hz)
 }
 
 #[tokio::main]

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Parser;
-use echostream_example_telemetry::collector::{Collector, RateCommand, check_rate};
+use echostream_example_telemetry::collector::{Collector, RateCommand, parse_rate};
 use echostream_example_telemetry::telemetry::CollectorServer;
 use echostream_runtime::Server;
 use echostream_runtime::tls::ServerTls;
@@ -24,7 +24,7 @@ struct Args {
     #[arg(long, default_value = "127.0.0.1:4434")]
     listen: SocketAddr,
     /// Ask each device to sample at this rate (1 to 200 Hz)...
-    #[arg(long, value_parser = rate)]
+    #[arg(long, value_parser = parse_rate)]
     set_rate: Option<u32>,
     /// ... this many milliseconds after it registers.
     #[arg(long, default_value_t = 1000)]
@@ -32,11 +32,6 @@ struct Args {
     /// Stop after this many seconds (default: run until Ctrl-C).
     #[arg(long)]
     seconds: Option<u64>,
-}
-
-fn rate(s: &str) -> Result<u32, String> {
-    let hz = s.parse().map_err(|e| format!("not a number: {e}"))?;
-    check_rate(hz)
 }
 
 #[tokio::main]

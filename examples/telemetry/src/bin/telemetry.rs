@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Parser;
-use echostream_example_telemetry::collector::{Collector, RateCommand, check_rate};
+use echostream_example_telemetry::collector::{Collector, RateCommand, parse_rate};
 use echostream_example_telemetry::device::{self, DeviceControl};
 use echostream_example_telemetry::telemetry::CollectorServer;
 use echostream_runtime::Server;
@@ -28,19 +28,14 @@ struct Args {
     #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=3600))]
     seconds: u64,
     /// The devices' sampling rate at start, in readings per second (1 to 200).
-    #[arg(long, default_value_t = 10, value_parser = rate)]
+    #[arg(long, default_value_t = 10, value_parser = parse_rate)]
     rate: u32,
     /// The rate the collector then asks for (1 to 200).
-    #[arg(long, default_value_t = 25, value_parser = rate)]
+    #[arg(long, default_value_t = 25, value_parser = parse_rate)]
     new_rate: u32,
     /// When the collector asks for it, in milliseconds after a device registers.
     #[arg(long, default_value_t = 2000)]
     command_after_ms: u64,
-}
-
-fn rate(s: &str) -> Result<u32, String> {
-    let hz = s.parse().map_err(|e| format!("not a number: {e}"))?;
-    check_rate(hz)
 }
 
 #[tokio::main]
