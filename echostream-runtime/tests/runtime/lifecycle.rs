@@ -9,11 +9,13 @@ use bytes::Bytes;
 use echostream_runtime::proto::v1::ErrorCode;
 use echostream_runtime::tls::ClientTls;
 use echostream_runtime::{
-    Client, CloseReason, Code, Context, Error, Plugin, Router, Server, Session,
+    Client, ClientBuilder, CloseReason, Code, Context, Error, Plugin, Router, Server,
+    ServerBuilder, Session, Status,
 };
 use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
 
-use crate::common::{connect, eventually, pair, server_tls, within};
+use crate::common::{Pair, connect, eventually, pair, server_tls, within};
 
 /// Records every callback as text.
 #[derive(Clone, Default)]
@@ -318,9 +320,24 @@ fn slow(router: &mut Router, tx: mpsc::UnboundedSender<()>) {
     });
 }
 
+/// A pair whose server serves `slow`, with one slow call from the client in flight (its
+/// handler started).
+async fn slow_call_in_flight(
+    server: ServerBuilder,
+    client: ClientBuilder,
+) -> (Pair, JoinHandle<Result<Bytes, Status>>) {
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let p = pair(server.routes(move |r| slow(r, tx)), client).await;
+    let call = tokio::spawn({
+        let s = p.to_server.clone();
+        async move { s.request("slow", Bytes::new()).await }
+    });
+    within(rx.recv()).await.unwrap();
+    (p, call)
+}
+
 #[tokio::test]
 async fn graceful_shutdown_lets_calls_in_flight_finish_and_refuses_new_ones() {
-    let (tx, mut rx) = mpsc::unbounded_channel();
     let stopped = Arc::new(Mutex::new(false));
     let ctx = Context::new();
     let flag = stopped.clone();
@@ -332,16 +349,11 @@ async fn graceful_shutdown_lets_calls_in_flight_finish_and_refuses_new_ones() {
         }
     });
     let plugin = Recorder::default();
-    let p = pair(
-        Server::builder().context(ctx).routes(move |r| slow(r, tx)),
+    let (p, call) = slow_call_in_flight(
+        Server::builder().context(ctx),
         Client::builder().plugin(plugin.clone()),
     )
     .await;
-    let call = tokio::spawn({
-        let s = p.to_server.clone();
-        async move { s.request("slow", Bytes::new()).await }
-    });
-    within(rx.recv()).await.unwrap();
     let shutdown = tokio::spawn({
         let server = p.server.clone();
         async move { server.shutdown(Duration::from_secs(5)).await }
@@ -373,17 +385,7 @@ async fn graceful_shutdown_lets_calls_in_flight_finish_and_refuses_new_ones() {
 
 #[tokio::test]
 async fn a_short_grace_period_cuts_slow_calls_off() {
-    let (tx, mut rx) = mpsc::unbounded_channel();
-    let p = pair(
-        Server::builder().routes(move |r| slow(r, tx)),
-        Client::builder(),
-    )
-    .await;
-    let call = tokio::spawn({
-        let s = p.to_server.clone();
-        async move { s.request("slow", Bytes::new()).await }
-    });
-    within(rx.recv()).await.unwrap();
+    let (p, call) = slow_call_in_flight(Server::builder(), Client::builder()).await;
     // The slow call (300 ms) is cut off by the 50 ms grace: it fails instead of finishing.
     within(p.server.shutdown(Duration::from_millis(50))).await;
     let err = within(call).await.unwrap().unwrap_err();
@@ -392,17 +394,7 @@ async fn a_short_grace_period_cuts_slow_calls_off() {
 
 #[tokio::test]
 async fn a_grace_of_duration_max_waits_for_the_calls_without_a_deadline() {
-    let (tx, mut rx) = mpsc::unbounded_channel();
-    let p = pair(
-        Server::builder().routes(move |r| slow(r, tx)),
-        Client::builder(),
-    )
-    .await;
-    let call = tokio::spawn({
-        let s = p.to_server.clone();
-        async move { s.request("slow", Bytes::new()).await }
-    });
-    within(rx.recv()).await.unwrap();
+    let (p, call) = slow_call_in_flight(Server::builder(), Client::builder()).await;
     within(p.server.shutdown(Duration::MAX)).await;
     assert_eq!(within(call).await.unwrap().unwrap(), "finished");
 }
